@@ -1,0 +1,33 @@
+"""blackwheel: upstream vLLM and FlashAttention kernels built for SM_120, locked to one torch.
+
+Importing the package first checks the running torch against the torch the
+extensions were built for (``_build_info.json``, written by the build) and
+refuses a drifted torch with an ImportError that names the fix, before any
+extension is loaded. In a source checkout (no build info) nothing is loaded.
+"""
+from __future__ import annotations
+
+from blackwheel._guard import build_info as _build_info, check_torch as _check_torch
+
+__all__ = ["build_info"]
+
+_INFO = _build_info()
+
+if _INFO is not None:
+    _check_torch(_INFO)               # raises ImportError on drift; loads no extension
+    from blackwheel import _loader
+    _loader.load_extensions(_INFO)    # torch.ops.load_library for each built family
+    from blackwheel.ops import (      # noqa: E402  (typed API over torch.ops.blackwheel)
+        cutlass_fp4_gemm,
+        flash_attn_func,
+        marlin_fp4_gemm,
+        scaled_fp4_quant,
+        scaled_mm,
+    )
+    __all__ += ["scaled_mm", "scaled_fp4_quant", "cutlass_fp4_gemm", "marlin_fp4_gemm",
+                "flash_attn_func"]
+
+
+def build_info() -> dict | None:
+    """The build record of this installation (None in a source checkout)."""
+    return _INFO

@@ -1,0 +1,3 @@
+from blackwheel.build.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""`python -m blackwheel COMMAND`: one entry point, one module per command.
+
+Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules are imported only when their command runs, so build tooling works
+without torch and runtime commands do not drag in the build tooling.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("blackwheel.info", "show the build record of the installed wheel"),
+    "doctor": ("blackwheel.doctor", "check GPUs, torch and driver against what was built"),
+    "smoke": ("blackwheel.smoke", "run every op on this GPU against a plain-torch reference"),
+    "plan": ("blackwheel.build.plan_cmd", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
+    "sources": ("blackwheel.build.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
+    "lock": ("blackwheel.build.lock", "write (or --check) torch-lock.toml from the current environment"),
+    "abi-check": ("blackwheel.build.abi", "resolve every undefined symbol of a wheel/.so against the locked torch"),
+    "verify": ("blackwheel.build.verify", "list cubins/resources per arch and check them; compare two wheels"),
+    "repair": ("blackwheel.build.repair", "auditwheel repair without vendoring torch/CUDA"),
+    "build-report": ("blackwheel.build.report", "time/cache report of the last build from ninja's log"),
+    "publish": ("blackwheel.build.publish", "verify, upload with twine, read back and compare sha256"),
+    "index": ("blackwheel.build.index", "write a static PEP 503/691 index for a directory of wheels"),
+    "constraints": ("blackwheel.build.constraints", "write a hash-pinned requirements file for image builds"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m blackwheel",
+                                     description="blackwheel: verified SM_120 kernel wheels")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in COMMANDS:
+        parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    module = importlib.import_module(COMMANDS[name][0])
+    cmd_parser = argparse.ArgumentParser(prog=f"python -m blackwheel {name}",
+                                         description=COMMANDS[name][1])
+    module.add_arguments(cmd_parser)
+    args = cmd_parser.parse_args(argv[1:])
+    return int(module.run(args) or 0)

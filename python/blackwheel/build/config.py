@@ -1,0 +1,228 @@
+"""Read blackwheel.toml and torch-lock.toml into typed, validated data.
+
+Pure: takes a path (or text), returns dataclasses; raises ConfigError with the
+file and the key at fault.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_NAME = "blackwheel.toml"
+LOCK_NAME = "torch-lock.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str            # our name for the tree ("vllm", "flash-attn", "cutlass")
+    dist: str            # distribution on the index
+    version: str
+    filename: str
+    sha256: str
+    why: str
+    members: tuple[str, ...] = ()   # archive members to unpack (prefixes); empty = all
+    root: str = ""                  # sub-directory of the unpacked tree that is the source root
+
+    @property
+    def key(self) -> str:
+        """Name of the patch directory and of the unpacked tree: <name>-<version>."""
+        return f"{self.name}-{self.version}"
+
+
+@dataclass(frozen=True)
+class KernelFamily:
+    name: str
+    summary: str
+    archs: tuple[str, ...]
+    sources: tuple[str, ...]
+    abi: str                      # "stable" or "classic"
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    source_date_epoch: int
+    default_archs: tuple[str, ...]
+    default_kernels: tuple[str, ...]
+    accepted_archs: tuple[str, ...]
+    cuda_toolkit: str
+    nvcc_version: str
+    sources: dict[str, Source]
+    kernels: dict[str, KernelFamily]
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def patches_dir(self) -> Path:
+        return self.root / "patches"
+
+
+@dataclass(frozen=True)
+class TorchLock:
+    version: str          # "2.14.1+cu130"
+    git_version: str
+    cuda: str | None      # "13.0", None for a CPU build
+    cxx11_abi: bool
+    stable_target: str    # "2.11"
+
+    @property
+    def public_version(self) -> str:
+        return self.version.split("+", 1)[0]
+
+    def as_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "git_version": self.git_version,
+            "cuda": self.cuda,
+            "cxx11_abi": self.cxx11_abi,
+            "stable_target": self.stable_target,
+        }
+
+
+def _need(table: dict, key: str, typ, where: str):
+    if key not in table:
+        raise ConfigError(f"{where}: missing key '{key}'")
+    value = table[key]
+    if not isinstance(value, typ):
+        raise ConfigError(f"{where}: '{key}' must be {typ.__name__ if isinstance(typ, type) else typ}, got {value!r}")
+    return value
+
+
+def parse_config(text: str, path: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    build = _need(data, "build", dict, str(path))
+    tool = _need(data, "toolchain", dict, str(path))
+    sources: dict[str, Source] = {}
+    for i, s in enumerate(data.get("source", [])):
+        where = f"{path}: [[source]] #{i + 1}"
+        name = _need(s, "name", str, where)
+        sha = _need(s, "sha256", str, where).lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ConfigError(f"{where} ({name}): sha256 must be 64 hex digits, got {sha!r}")
+        if name in sources:
+            raise ConfigError(f"{where}: source '{name}' declared twice")
+        sources[name] = Source(
+            name=name,
+            dist=s.get("dist", name),
+            version=_need(s, "version", str, where),
+            filename=_need(s, "filename", str, where),
+            sha256=sha,
+            why=_need(s, "why", str, where).strip(),
+            members=tuple(s.get("members", ())),
+            root=s.get("root", ""),
+        )
+    kernels: dict[str, KernelFamily] = {}
+    for name, k in _need(data, "kernels", dict, str(path)).items():
+        where = f"{path}: [kernels.{name}]"
+        srcs = tuple(_need(k, "sources", list, where))
+        for s in srcs:
+            if s not in sources:
+                raise ConfigError(f"{where}: source '{s}' is not declared in [[source]]")
+        abi = k.get("abi", "stable")
+        if abi not in ("stable", "classic"):
+            raise ConfigError(f"{where}: abi must be 'stable' or 'classic', got {abi!r}")
+        extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
+        kernels[name] = KernelFamily(
+            name=name,
+            summary=k.get("summary", ""),
+            archs=tuple(_need(k, "archs", list, where)),
+            sources=srcs,
+            abi=abi,
+            extra=extra,
+        )
+    default_kernels = tuple(_need(build, "default_kernels", list, f"{path}: [build]"))
+    for name in default_kernels:
+        if name not in kernels:
+            raise ConfigError(f"{path}: [build] default_kernels names unknown kernel set '{name}'")
+    return Config(
+        path=path,
+        source_date_epoch=int(_need(build, "source_date_epoch", int, f"{path}: [build]")),
+        default_archs=tuple(_need(build, "default_archs", list, f"{path}: [build]")),
+        default_kernels=default_kernels,
+        accepted_archs=tuple(_need(build, "accepted_archs", list, f"{path}: [build]")),
+        cuda_toolkit=_need(tool, "cuda_toolkit", str, f"{path}: [toolchain]"),
+        nvcc_version=_need(tool, "nvcc_version", str, f"{path}: [toolchain]"),
+        sources=sources,
+        kernels=kernels,
+    )
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest directory holding blackwheel.toml."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return d
+    # Fall back to the checkout this module lives in (python/blackwheel/build/).
+    d = Path(__file__).resolve().parents[3]
+    if (d / CONFIG_NAME).is_file():
+        return d
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or its parents; run from a blackwheel checkout "
+        f"or pass --config PATH")
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = Path(path) if path else find_root() / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found")
+    return parse_config(path.read_text(), path)
+
+
+def parse_lock(text: str, path: Path | str = LOCK_NAME) -> TorchLock:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    where = str(path)
+    cuda = data.get("cuda")
+    return TorchLock(
+        version=_need(data, "version", str, where),
+        git_version=_need(data, "git_version", str, where),
+        cuda=cuda if cuda else None,
+        cxx11_abi=bool(_need(data, "cxx11_abi", bool, where)),
+        stable_target=_need(data, "stable_target", str, where),
+    )
+
+
+def load_lock(path: Path | None = None) -> TorchLock:
+    path = Path(path) if path else find_root() / LOCK_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; write one with `python -m blackwheel lock`")
+    return parse_lock(path.read_text(), path)
+
+
+def format_lock(lock: TorchLock) -> str:
+    """TOML text for a lock (flat string/bool keys: no writer library needed)."""
+    def q(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [
+        "# Written by `python -m blackwheel lock`; checked by the build and at import.",
+        "# The exact torch this project's extensions are compiled against.",
+        f"version = {q(lock.version)}",
+        f"git_version = {q(lock.git_version)}",
+        f"cuda = {q(lock.cuda or '')}",
+        f"cxx11_abi = {q(lock.cxx11_abi)}",
+        "# Oldest torch the stable-ABI extensions accept (TORCH_TARGET_VERSION, from vLLM 0.33).",
+        f"stable_target = {q(lock.stable_target)}",
+    ]
+    return "\n".join(lines) + "\n"
