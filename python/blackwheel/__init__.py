@@ -7,13 +7,15 @@ extension is loaded. In a source checkout (no build info) nothing is loaded.
 """
 from __future__ import annotations
 
+from blackwheel import _guard
 from blackwheel._guard import build_info as _build_info, check_torch as _check_torch
 
 __all__ = ["build_info"]
 
 _INFO = _build_info()
 
-if _INFO is not None:
+# `python -m blackwheel doctor|info` must still run (and explain) when torch drifted.
+if _INFO is not None and not _guard.diagnostic_mode():
     _check_torch(_INFO)               # raises ImportError on drift; loads no extension
     from blackwheel import _loader
     _loader.load_extensions(_INFO)    # torch.ops.load_library for each built family

@@ -1,0 +1,18 @@
+# Resolve kernel sets x archs (BLACKWHEEL_KERNELS / BLACKWHEEL_ARCHS /
+# TORCH_CUDA_ARCH_LIST), prepare the pinned upstream sources, decide job counts.
+set(BLACKWHEEL_KERNELS "" CACHE STRING "kernel sets to build (default: all); also env BLACKWHEEL_KERNELS")
+set(BLACKWHEEL_ARCHS "" CACHE STRING "CUDA archs, e.g. 12.0a;9.0a; also env BLACKWHEEL_ARCHS / TORCH_CUDA_ARCH_LIST")
+blackwheel_python(plan --stage kernels --build-dir "${CMAKE_BINARY_DIR}"
+                  --out "${CMAKE_BINARY_DIR}/plan.cmake"
+                  "--archs=${BLACKWHEEL_ARCHS}" "--kernels=${BLACKWHEEL_KERNELS}"
+                  --nvcc "${CMAKE_CUDA_COMPILER}")
+include("${CMAKE_BINARY_DIR}/plan.cmake")
+
+# The plan depends on these files: re-run configure when they change.
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+  "${CMAKE_SOURCE_DIR}/blackwheel.toml" "${CMAKE_SOURCE_DIR}/torch-lock.toml")
+file(GLOB_RECURSE _bw_patches CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/patches/*.patch")
+
+# Memory-aware parallelism: at most BW_JOBS compiles at once (ninja job pool).
+set_property(GLOBAL APPEND PROPERTY JOB_POOLS bw_compile=${BW_JOBS})
+set(CMAKE_JOB_POOL_COMPILE bw_compile)

@@ -1,0 +1,37 @@
+# The locked torch. 1) Refuse, before compiling anything, a torch in the build
+# environment that differs from torch-lock.toml. 2) An imported target with
+# torch's headers and libraries.
+#
+# We do not call find_package(Torch): its Caffe2 config insists on a full CUDA
+# toolkit layout (cuDNN, NVTX, arch autodetection, global gencode flags) that the
+# stable-ABI extensions never use. What they need is torch's include directory,
+# its libraries for the C shim (libtorch*.so, libc10*.so) and the CXX11 ABI flag.
+blackwheel_python(lock --check --for-build)
+
+execute_process(
+  COMMAND "${Python_EXECUTABLE}" -c
+    "import os, torch; print(os.path.dirname(torch.__file__)); print(int(torch._C._GLIBCXX_USE_CXX11_ABI)); print(torch.__version__)"
+  OUTPUT_VARIABLE _bw_torch OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
+if(NOT _rc EQUAL 0)
+  message(FATAL_ERROR "blackwheel: cannot import torch with ${Python_EXECUTABLE}")
+endif()
+string(REPLACE "\n" ";" _bw_torch "${_bw_torch}")
+list(GET _bw_torch 0 BW_TORCH_DIR)
+list(GET _bw_torch 1 BW_TORCH_CXX11_ABI)
+list(GET _bw_torch 2 BW_TORCH_VERSION)
+message(STATUS "blackwheel: torch ${BW_TORCH_VERSION} at ${BW_TORCH_DIR}")
+
+find_package(CUDAToolkit REQUIRED)
+
+add_library(bw_torch INTERFACE)
+target_include_directories(bw_torch SYSTEM INTERFACE "${BW_TORCH_DIR}/include")
+target_compile_definitions(bw_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=${BW_TORCH_CXX11_ABI})
+# Only what the extension really uses stays in DT_NEEDED (--as-needed); the
+# post-link ABI check proves every undefined symbol resolves in these.
+set(_bw_torch_libs)
+foreach(lib torch torch_cpu torch_cuda c10 c10_cuda)
+  if(EXISTS "${BW_TORCH_DIR}/lib/lib${lib}.so")
+    list(APPEND _bw_torch_libs "${BW_TORCH_DIR}/lib/lib${lib}.so")
+  endif()
+endforeach()
+target_link_libraries(bw_torch INTERFACE "-Wl,--as-needed" ${_bw_torch_libs} CUDA::cudart)

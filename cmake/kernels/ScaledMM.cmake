@@ -1,0 +1,33 @@
+# scaled_mm: vLLM's FP8 cutlass_scaled_mm. One path per arch group, as in vLLM:
+#   12.x (12.0a/12.0f/12.1a): CUTLASS 3.x SM120 kernels (c3x/scaled_mm_sm120_fp8.cu)
+#   9.0a:                     CUTLASS 3.x SM90 wgmma kernels (c3x/scaled_mm_sm90_fp8.cu)
+#   8.9:                      CUTLASS 2.x kernels (scaled_mm_c2x.cu)
+# Dispatch and op registration are ours (csrc/scaled_mm/entry.cu).
+function(blackwheel_family_scaled_mm)
+  set(V "${BW_SRC_VLLM}")
+  set(W "${V}/csrc/quantization/w8a8/cutlass")
+  set(srcs "${CMAKE_SOURCE_DIR}/csrc/scaled_mm/entry.cu")
+  set(defs)
+  blackwheel_archs_matching(OUT sm120 ARCHS ${BW_SCALED_MM_ARCHS} REGEX "^12\\.")
+  blackwheel_archs_matching(OUT sm90 ARCHS ${BW_SCALED_MM_ARCHS} REGEX "^9\\.0a")
+  blackwheel_archs_matching(OUT sm89 ARCHS ${BW_SCALED_MM_ARCHS} REGEX "^8\\.9")
+  if(sm120)
+    blackwheel_source_archs(ARCHS ${sm120} SOURCES "${W}/c3x/scaled_mm_sm120_fp8.cu")
+    list(APPEND srcs "${W}/c3x/scaled_mm_sm120_fp8.cu")
+    list(APPEND defs BW_SCALED_MM_SM120=1)
+  endif()
+  if(sm90)
+    blackwheel_source_archs(ARCHS ${sm90} SOURCES "${W}/c3x/scaled_mm_sm90_fp8.cu")
+    list(APPEND srcs "${W}/c3x/scaled_mm_sm90_fp8.cu")
+    list(APPEND defs BW_SCALED_MM_SM90=1)
+  endif()
+  if(sm89)
+    blackwheel_source_archs(ARCHS ${sm89} SOURCES "${W}/scaled_mm_c2x.cu")
+    list(APPEND srcs "${W}/scaled_mm_c2x.cu")
+    list(APPEND defs BW_SCALED_MM_C2X=1)
+  endif()
+  blackwheel_add_extension(FAMILY scaled_mm
+    SOURCES ${srcs}
+    INCLUDES "${V}/csrc" "${W}" "${BW_SRC_CUTLASS}/include" "${BW_SRC_CUTLASS}/tools/util/include"
+    DEFINES ${defs})
+endfunction()

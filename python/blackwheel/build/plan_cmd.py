@@ -1,0 +1,167 @@
+"""`python -m blackwheel.build plan --stage ...`: CMake's one door into the Python side.
+
+  --stage toolchain   before project(): pick nvcc, write toolchain.cmake
+  --stage kernels     after project(): resolve kernel sets x archs, prepare the
+                      upstream sources, decide job counts; write plan.cmake + plan.json
+  --stage record      at the end of configure: write _build_info.json (the build record)
+
+Each stage writes its outputs atomically and fails with one clear message.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from blackwheel.build import archs as A
+from blackwheel.build import sources as S
+from blackwheel.build import toolchain as T
+from blackwheel.build import jobs as J
+from blackwheel.build.config import ConfigError, load_config, load_lock
+from blackwheel.build.plan import PlanError, make_plan, plan_as_dict
+
+
+def add_arguments(p):
+    p.add_argument("--stage", choices=["toolchain", "kernels", "record"], required=True)
+    p.add_argument("--build-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--archs", default="", help="value of -C cmake.define.BLACKWHEEL_ARCHS")
+    p.add_argument("--kernels", default="", help="value of -C cmake.define.BLACKWHEEL_KERNELS")
+    p.add_argument("--nvcc", type=Path, default=None)
+    p.add_argument("--flags-json", type=Path, default=None, help="record: compile flags from CMake")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cmake_str(v: str) -> str:
+    return '"' + str(v).replace("\\", "/").replace('"', '\\"') + '"'
+
+
+def _cmake_list(items) -> str:
+    return _cmake_str(";".join(str(i) for i in items))
+
+
+def stage_toolchain(args) -> int:
+    config = load_config(args.config)
+    tc = T.resolve(args.build_dir, expected_version=config.nvcc_version)
+    lines = [
+        "# written by python -m blackwheel.build plan --stage toolchain",
+        f"set(CMAKE_CUDA_COMPILER {_cmake_str(tc.nvcc)} CACHE FILEPATH \"nvcc\" FORCE)",
+        f"set(CUDAToolkit_ROOT {_cmake_str(tc.prefix)})",
+        f"set(CUDA_TOOLKIT_ROOT_DIR {_cmake_str(tc.prefix)})",
+        f"set(ENV{{CUDA_HOME}} {_cmake_str(tc.prefix)})",
+        f"set(ENV{{CUDA_PATH}} {_cmake_str(tc.prefix)})",
+        f"set(BW_NVCC_ORIGIN {tc.origin})",
+        f"set(BW_NVCC_VERSION {tc.version})",
+    ]
+    _atomic_write(args.out, "\n".join(lines) + "\n")
+    print(f"blackwheel: nvcc {tc.version} ({tc.origin}) at {tc.real_prefix}")
+    return 0
+
+
+def _jobs(plan) -> dict:
+    """Job counts: memory-aware default from blackwheel.build.jobs; MAX_JOBS and
+    NVCC_THREADS honoured."""
+    from blackwheel.build import jobs as J
+    decision = J.decide_for_host(os.environ, [f.name for f in plan.families])
+    return {"jobs": decision.jobs, "nvcc_threads": decision.nvcc_threads, "reason": decision.reason}
+
+
+def stage_kernels(args) -> int:
+    config = load_config(args.config)
+    nvcc_archs = nvcc_ver = None
+    if args.nvcc:
+        nvcc_archs = A.nvcc_supported(T.list_gpu_arch(args.nvcc))
+        v = T.nvcc_version(args.nvcc).split(".")
+        nvcc_ver = (int(v[0]), int(v[1]))
+    plan = make_plan(config, os.environ, cmake_archs=args.archs or None,
+                     cmake_kernels=args.kernels or None, nvcc_archs=nvcc_archs, nvcc_version=nvcc_ver)
+    print(f"blackwheel: archs {', '.join(str(a) for a in plan.requested_archs)} (from {plan.archs_origin})")
+    for f in plan.families:
+        print(f"blackwheel: building {f.name} for {', '.join(str(a) for a in f.archs)}")
+    for name, reason in plan.skipped:
+        print(f"blackwheel: skipping {name}: {reason}")
+    cache = S.default_cache_dir()
+    dirs = S.prepare(config, plan.sources, cache, log=print)
+    jobs = _jobs(plan)
+    print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
+          f"({jobs['reason']})")
+    lines = ["# written by python -m blackwheel.build plan --stage kernels"]
+    lines.append(f"set(BW_FAMILIES {_cmake_list(f.name for f in plan.families)})")
+    lines.append(f"set(BW_ARCHS {_cmake_list(plan.requested_archs)})")
+    for f in plan.families:
+        up = f.name.upper()
+        lines.append(f"set(BW_{up}_ARCHS {_cmake_list(f.archs)})")
+        lines.append(f"set(BW_{up}_GENCODE {_cmake_list(A.gencode_flags(f.archs))})")
+        lines.append(f"set(BW_{up}_ABI {f.abi})")
+        for key, value in f.options.items():
+            lines.append(f"set(BW_{up}_{key.upper()} {_cmake_list(value)})")
+    for name, path in dirs.items():
+        lines.append(f"set(BW_SRC_{name.upper().replace('-', '_')} {_cmake_str(path)})")
+    lines.append(f"set(BW_SOURCE_CACHE {_cmake_str(cache.resolve())})")
+    from blackwheel.build.repair import load_policy
+    plat = load_policy().plat
+    lines.append(f"set(BW_MANYLINUX_POLICY {plat.removesuffix('_x86_64').removesuffix('_aarch64')})")
+    lines.append(f"set(BW_JOBS {jobs['jobs']})")
+    lines.append(f"set(BW_NVCC_THREADS {jobs['nvcc_threads']})")
+    lines.append(f"set(BW_SOURCE_DATE_EPOCH {config.source_date_epoch})")
+    _atomic_write(args.out, "\n".join(lines) + "\n")
+    record = plan_as_dict(plan)
+    record["sources"] = S.source_records(config, plan.sources)
+    record["source_dirs"] = {k: str(v) for k, v in dirs.items()}
+    record["jobs"] = jobs
+    record["source_date_epoch"] = config.source_date_epoch
+    _atomic_write(args.out.with_suffix(".json"), json.dumps(record, indent=1, sort_keys=True))
+    return 0
+
+
+def stage_record(args) -> int:
+    """The build record installed as blackwheel/_build_info.json."""
+    config = load_config(args.config)
+    lock = load_lock(config.root / "torch-lock.toml")
+    plan = json.loads((args.build_dir / "plan.json").read_text())
+    flags = json.loads(args.flags_json.read_text()) if args.flags_json else {}
+    tc = json.loads(flags.pop("toolchain", "{}")) if isinstance(flags.get("toolchain"), str) else flags.pop("toolchain", {})
+    kernels = {}
+    for name, fam in plan["families"].items():
+        kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": f"_{name}.abi3.so",
+                         **fam.get("options", {})}
+    abi = "stable" if all(k["abi"] == "stable" for k in kernels.values()) else "classic"
+    requirement = (f"torch>={lock.stable_target}" if abi == "stable"
+                   else f"torch=={lock.public_version}")
+    info = {
+        "schema": 1,
+        "blackwheel_version": _version(config.root),
+        "archs": plan["archs"],
+        "kernels": kernels,
+        "skipped": plan["skipped"],
+        "abi": abi,
+        "torch": {"lock": lock.as_dict(), "requirement": requirement,
+                  "min_version": lock.stable_target if abi == "stable" else lock.public_version},
+        "sources": plan["sources"],
+        "toolchain": tc,
+        "flags": flags,
+        "source_date_epoch": plan["source_date_epoch"],
+    }
+    _atomic_write(args.out, json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return 0
+
+
+def _version(root: Path) -> str:
+    import tomllib
+    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+
+
+def run(args) -> int:
+    try:
+        return {"toolchain": stage_toolchain, "kernels": stage_kernels, "record": stage_record}[args.stage](args)
+    except (ConfigError, PlanError, S.SourceError, T.ToolchainError, J.JobsError) as e:
+        print(f"blackwheel: error: {e}", file=sys.stderr)
+        return 1

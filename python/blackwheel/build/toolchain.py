@@ -1,0 +1,133 @@
+"""The CUDA toolchain is an input like torch: by default the nvcc from the PyPI
+`cuda-toolkit` wheels pinned in build-system.requires (nvidia/cu13 in the build
+environment's site-packages); BLACKWHEEL_NVCC=system (or a path) uses another.
+
+The PyPI layout lacks two things CMake's FindCUDAToolkit / torch's Caffe2 config
+expect of a toolkit prefix (`lib64`, an unversioned `libcudart.so`), so we make a
+small prefix of symlinks in the build directory instead of touching site-packages.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ToolchainError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    nvcc: Path            # the nvcc CMake uses (inside `prefix`)
+    prefix: Path          # CUDA_HOME / CUDAToolkit_ROOT
+    origin: str           # "pypi" or "system"
+    version: str          # "13.0.88"
+    real_prefix: Path     # where the files really are
+
+    @property
+    def major_minor(self) -> tuple[int, int]:
+        a, b = self.version.split(".")[:2]
+        return int(a), int(b)
+
+
+def parse_nvcc_version(text: str) -> str:
+    m = re.search(r"V(\d+\.\d+\.\d+)", text)
+    if not m:
+        raise ToolchainError(f"cannot read the nvcc version from:\n{text}")
+    return m.group(1)
+
+
+def nvcc_version(nvcc: Path) -> str:
+    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ToolchainError(f"{nvcc} --version failed:\n{out.stderr}")
+    return parse_nvcc_version(out.stdout)
+
+
+def list_gpu_arch(nvcc: Path) -> str:
+    return subprocess.run([str(nvcc), "--list-gpu-arch"], capture_output=True, text=True).stdout
+
+
+def pypi_cuda_root() -> Path | None:
+    """nvidia/cu13 (or cu12) of the cuda-toolkit wheels in this environment."""
+    try:
+        import nvidia  # namespace package of NVIDIA's wheels
+    except ImportError:
+        return None
+    for base in getattr(nvidia, "__path__", []):
+        for sub in ("cu13", "cu12"):
+            root = Path(base) / sub
+            if (root / "bin" / "nvcc").is_file():
+                return root
+    return None
+
+
+def make_prefix(real: Path, dest: Path) -> Path:
+    """A toolkit prefix of symlinks: bin, include, nvvm, lib + lib64 with the
+    unversioned libcudart.so. Rebuilt atomically."""
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for sub in ("include", "nvvm"):
+        if (real / sub).exists():
+            (tmp / sub).symlink_to(real / sub)
+    # bin is a real directory: nvcc finds its libraries at <its dir>/../lib64,
+    # and a symlinked bin/ would resolve '..' to the wheel's own directory.
+    (tmp / "bin").mkdir()
+    for f in sorted((real / "bin").iterdir()):
+        (tmp / "bin" / f.name).symlink_to(f)
+    lib = tmp / "lib"
+    lib.mkdir()
+    for f in sorted((real / "lib").iterdir()):
+        (lib / f.name).symlink_to(f)
+    for so in sorted((real / "lib").glob("lib*.so.*")):
+        base = so.name.split(".so.")[0] + ".so"
+        if not (lib / base).exists():
+            (lib / base).symlink_to(so)
+    (tmp / "lib64").symlink_to("lib")
+    if dest.exists() or dest.is_symlink():
+        shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
+    os.rename(tmp, dest)
+    return dest
+
+
+def resolve(build_dir: Path, env: dict | None = None, expected_version: str | None = None) -> Toolchain:
+    env = os.environ if env is None else env
+    choice = env.get("BLACKWHEEL_NVCC", "pypi").strip() or "pypi"
+    if choice == "pypi":
+        real = pypi_cuda_root()
+        if real is None:
+            raise ToolchainError(
+                "no nvcc from the PyPI cuda-toolkit wheels in this environment. Build with pip's "
+                "isolation (the default: build-system.requires installs them), or `pip install "
+                "\"cuda-toolkit[nvcc,crt,nvvm,cudart,cccl,cublas,nvrtc]==13.0.3.0\"` for "
+                "--no-build-isolation, or set BLACKWHEEL_NVCC=system to use $CUDA_HOME/bin/nvcc.")
+        prefix = make_prefix(real, build_dir / "cuda-prefix")
+        tc = Toolchain(prefix / "bin" / "nvcc", prefix, "pypi", nvcc_version(real / "bin" / "nvcc"), real)
+        if expected_version and tc.version != expected_version:
+            raise ToolchainError(
+                f"the PyPI nvcc in this environment is {tc.version}, blackwheel.toml pins "
+                f"{expected_version}: install cuda-toolkit=={expected_version.rsplit('.', 1)[0]}.* "
+                f"wheels (see pyproject.toml build-system.requires)")
+        return tc
+    if choice == "system":
+        home = env.get("CUDA_HOME") or env.get("CUDA_PATH") or "/usr/local/cuda"
+        nvcc = Path(home) / "bin" / "nvcc"
+    else:
+        nvcc = Path(choice)
+    if not nvcc.is_file():
+        raise ToolchainError(f"BLACKWHEEL_NVCC={choice}: no nvcc at {nvcc}; set CUDA_HOME or give the path")
+    real = nvcc.resolve().parent.parent
+    return Toolchain(nvcc, real, "system", nvcc_version(nvcc), real)
+
+
+def host_compiler_version(cxx: str = "c++") -> str:
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"

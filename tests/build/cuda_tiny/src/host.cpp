@@ -1,0 +1,4 @@
+// Host-only translation unit: exercises the C++ compiler launcher.
+#include "version.h"
+
+int tiny_version() { return TINY_VERSION; }
