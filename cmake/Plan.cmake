@@ -2,9 +2,12 @@
 # TORCH_CUDA_ARCH_LIST), prepare the pinned upstream sources, decide job counts.
 set(BLACKWHEEL_KERNELS "" CACHE STRING "kernel sets to build (default: all); also env BLACKWHEEL_KERNELS")
 set(BLACKWHEEL_ARCHS "" CACHE STRING "CUDA archs, e.g. 12.0a;9.0a; also env BLACKWHEEL_ARCHS / TORCH_CUDA_ARCH_LIST")
+# lists travel comma-separated (a ';' would split the argument)
+string(REPLACE ";" "," _bw_archs "${BLACKWHEEL_ARCHS}")
+string(REPLACE ";" "," _bw_kernels "${BLACKWHEEL_KERNELS}")
 blackwheel_python(plan --stage kernels --build-dir "${CMAKE_BINARY_DIR}"
                   --out "${CMAKE_BINARY_DIR}/plan.cmake"
-                  "--archs=${BLACKWHEEL_ARCHS}" "--kernels=${BLACKWHEEL_KERNELS}"
+                  "--archs=${_bw_archs}" "--kernels=${_bw_kernels}"
                   --nvcc "${CMAKE_CUDA_COMPILER}")
 include("${CMAKE_BINARY_DIR}/plan.cmake")
 

@@ -117,7 +117,7 @@ void blackwheel_cutlass_scaled_mm(Tensor& c, Tensor const& a, Tensor const& b,
     return;
   }
 #endif
-  STD_TORCH_CHECK_NOT_IMPLEMENTED(false, "blackwheel.scaled_mm: no kernel for SM ", sm,
+  STD_TORCH_CHECK(false, "NotImplementedError: blackwheel.scaled_mm: no kernel for SM ", sm,
                                   " in this wheel (built:", kBuilt,
                                   "); rebuild with BLACKWHEEL_ARCHS including this GPU's arch");
 }

@@ -23,7 +23,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-DEFAULT_POLICY = "manylinux_2_28"
+def _project_policy() -> str:
+    """The manylinux policy of the project's repair step (policies/repair.toml):
+    one source of truth for the platform the wheel claims."""
+    try:
+        from blackwheel.build.repair import load_policy
+        return load_policy().plat.removesuffix("_x86_64").removesuffix("_aarch64")
+    except Exception:  # pragma: no cover - policy file missing
+        return "manylinux_2_28"
+
+
+DEFAULT_POLICY = _project_policy()
 _DRIVER_RE = re.compile(r"^cu[A-Z][A-Za-z0-9_]*$")
 _SHIM_DECL_RE = re.compile(r"AOTI_TORCH_EXPORT\b[^;{}()]*?\b((?:aoti_torch|torch)_\w+)\s*\(")
 _SHIM_NAME_RE = re.compile(r"^(?:aoti_torch|torch)_\w+$")

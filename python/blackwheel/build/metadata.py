@@ -59,7 +59,18 @@ def dynamic_metadata(field: str, settings: Mapping[str, Any] | None = None,
         raise RuntimeError(f"blackwheel.build.metadata: unknown setting(s) {sorted(unknown)}; "
                            f"allowed: {sorted(_SETTINGS)}")
     root = Path(settings["root"]) if "root" in settings else find_root()
+    export_source_date_epoch(root, os.environ)
     return requirements(root, os.environ)
+
+
+def export_source_date_epoch(root: Path, env) -> None:
+    """blackwheel.toml's [build] source_date_epoch becomes SOURCE_DATE_EPOCH for the
+    whole wheel build unless the caller set one. scikit-build-core (wheel.reproducible)
+    reads it from the environment for the zip timestamps and exports it to CMake and
+    the compilers; this provider is the one hook that runs in the backend process
+    before both, so the configuration file, not the shell, decides the timestamp."""
+    if not env.get("SOURCE_DATE_EPOCH"):
+        env["SOURCE_DATE_EPOCH"] = str(load_config(root / "blackwheel.toml").source_date_epoch)
 
 
 def get_requires_for_dynamic_metadata(settings: Mapping[str, Any] | None = None) -> list[str]:

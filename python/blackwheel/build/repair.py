@@ -198,7 +198,7 @@ def add_arguments(p) -> None:
     p.add_argument("wheel", type=Path, help="wheel written by the build (linux_x86_64 tag)")
     p.add_argument("-w", "--wheel-dir", dest="outdir", type=Path, default=Path("wheelhouse"),
                    help="directory for the repaired wheel (default: wheelhouse/)")
-    p.add_argument("--plat", help="platform tag (default: the repair policy's, manylinux_2_28_x86_64; "
+    p.add_argument("--plat", help="platform tag (default: the repair policy's plat; "
                                   "'auto' lets auditwheel choose)")
     p.add_argument("--policy", type=Path, help=f"repair policy TOML (default: {POLICY_PATH})")
     p.add_argument("--source-date-epoch", type=int,
