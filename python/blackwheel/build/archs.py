@@ -104,6 +104,8 @@ def parse_arch_list(text: str | Sequence[str]) -> list[Arch]:
 def requested_archs(env: dict, cmake_value: str | None, default: Sequence[str]) -> tuple[list[Arch], str]:
     """The requested targets and where they came from. Precedence:
     -C cmake.define.BLACKWHEEL_ARCHS > $BLACKWHEEL_ARCHS > $TORCH_CUDA_ARCH_LIST > config default."""
+    if cmake_value and cmake_value.replace(",", ";") == (env.get("BLACKWHEEL_ARCHS") or "").replace(",", ";"):
+        cmake_value = None   # pyproject.toml forwards the env var as the define: name the env var
     for origin, value in (
         ("-C cmake.define.BLACKWHEEL_ARCHS", cmake_value),
         ("BLACKWHEEL_ARCHS", env.get("BLACKWHEEL_ARCHS")),

@@ -53,6 +53,8 @@ def _split(value: str) -> list[str]:
 def requested_kernels(env: Mapping[str, str], cmake_value: str | None,
                       config: Config) -> tuple[list[str], str, bool]:
     """(names, origin, explicit). explicit=True when the user named them."""
+    if cmake_value and cmake_value.replace(",", ";") == (env.get("BLACKWHEEL_KERNELS") or "").replace(",", ";"):
+        cmake_value = None   # pyproject.toml forwards the env var as the define: name the env var
     for origin, value in (("-C cmake.define.BLACKWHEEL_KERNELS", cmake_value),
                           ("BLACKWHEEL_KERNELS", env.get("BLACKWHEEL_KERNELS"))):
         if value and value.strip():

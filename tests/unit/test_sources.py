@@ -1,0 +1,170 @@
+"""Upstream sources: index lookup (PEP 691 JSON and PEP 503 HTML, served for real
+on 127.0.0.1), sha256 pinning, strict patches, atomic unpack, offline cache."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from blackwheel.build import sources as S
+from blackwheel.build.config import Config, Source, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _sdist(path: Path, files: dict[str, str]) -> str:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"demo-1.0/{name}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _config(root: Path, sha: str) -> Config:
+    base = load_config(REPO / "blackwheel.toml")
+    src = Source(name="demo", dist="demo", version="1.0", filename="demo-1.0.tar.gz", sha256=sha,
+                 why="test")
+    return Config(path=root / "blackwheel.toml", source_date_epoch=base.source_date_epoch,
+                  default_archs=base.default_archs, default_kernels=(), accepted_archs=base.accepted_archs,
+                  cuda_toolkit=base.cuda_toolkit, nvcc_version=base.nvcc_version,
+                  sources={"demo": src}, kernels={})
+
+
+class _Index(http.server.SimpleHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    json_mode = True
+    hits: list[str] = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).hits.append(self.path)
+        if self.path == "/simple/demo/":
+            if type(self).json_mode and "json" in self.headers.get("Accept", ""):
+                body = json.dumps({"meta": {"api-version": "1.0"}, "name": "demo", "files": [
+                    {"filename": n, "url": f"/files/{n}", "hashes": {}} for n in self.files]}).encode()
+                ctype = "application/vnd.pypi.simple.v1+json"
+            else:
+                body = "".join(f'<a href="../../files/{n}#sha256=x">{n}</a>' for n in self.files).encode()
+                ctype = "text/html"
+        elif self.path.startswith("/files/") and self.path[7:] in self.files:
+            body, ctype = self.files[self.path[7:]], "application/octet-stream"
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture()
+def index():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Index)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    _Index.files, _Index.hits, _Index.json_mode = {}, [], True
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("json_mode", [True, False])
+def test_fetch_verify_unpack_patch_from_a_real_index(tmp_path, index, json_mode, monkeypatch):
+    sha = _sdist(tmp_path / "demo-1.0.tar.gz", {"a.txt": "one\ntwo\n"})
+    _Index.files = {"demo-1.0.tar.gz": (tmp_path / "demo-1.0.tar.gz").read_bytes()}
+    _Index.json_mode = json_mode
+    cfg = _config(tmp_path, sha)
+    (tmp_path / "patches/demo-1.0").mkdir(parents=True)
+    (tmp_path / "patches/demo-1.0/0001-two.patch").write_text(
+        "why: a test\n\n--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n")
+    cache = tmp_path / "cache"
+    # route pip's index configuration to the test index
+    monkeypatch.setenv("PIP_INDEX_URL", index)
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "")
+    dirs = S.prepare(cfg, ["demo"], cache, log=lambda m: None)
+    assert (dirs["demo"] / "a.txt").read_text() == "one\nTWO\n"
+    assert S.blob_path(cache, cfg.sources["demo"]).is_file()
+    # second time: everything is cached, the index is not asked again
+    n = len(_Index.hits)
+    assert S.prepare(cfg, ["demo"], cache, log=lambda m: None) == dirs
+    assert len(_Index.hits) == n
+
+
+def test_sha_mismatch_is_refused_and_nothing_is_cached(tmp_path, index):
+    _sdist(tmp_path / "demo-1.0.tar.gz", {"a.txt": "x"})
+    _Index.files = {"demo-1.0.tar.gz": (tmp_path / "demo-1.0.tar.gz").read_bytes()}
+    cfg = _config(tmp_path, "0" * 64)
+    with pytest.raises(S.SourceError, match="does not match|pins"):
+        S.fetch(tmp_path / "cache", cfg.sources["demo"], [index], log=lambda m: None)
+    assert not any((tmp_path / "cache").rglob("demo-1.0.tar.gz"))
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+
+
+def test_missing_file_names_every_index_and_the_fix(tmp_path, index):
+    cfg = _config(tmp_path, "0" * 64)
+    with pytest.raises(S.SourceError, match=r"cannot find demo-1.0.tar.gz[\s\S]*PIP_INDEX_URL"):
+        S.fetch(tmp_path / "cache", cfg.sources["demo"], [index], log=lambda m: None)
+
+
+def test_patch_that_does_not_apply_names_the_patch_and_leaves_no_tree(tmp_path):
+    sha = _sdist(tmp_path / "demo-1.0.tar.gz", {"a.txt": "one\ntwo\n"})
+    cfg = _config(tmp_path, sha)
+    cache = tmp_path / "cache"
+    S.add_blob(cache, cfg.sources["demo"], tmp_path / "demo-1.0.tar.gz")
+    (tmp_path / "patches/demo-1.0").mkdir(parents=True)
+    (tmp_path / "patches/demo-1.0/0007-stale.patch").write_text(
+        "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-three\n+3\n")
+    with pytest.raises(S.SourceError, match="0007-stale.patch does not apply"):
+        S.prepare(cfg, ["demo"], cache, log=lambda m: None)
+    assert not list((cache / "trees").iterdir())     # the temp dir was removed
+
+
+def test_offline_with_empty_cache_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")
+    cfg = _config(tmp_path, "0" * 64)
+    with pytest.raises(S.SourceError, match="BLACKWHEEL_OFFLINE"):
+        S.fetch(tmp_path / "cache", cfg.sources["demo"], [], log=lambda m: None)
+
+
+def test_add_blob_checks_the_pin(tmp_path):
+    _sdist(tmp_path / "demo-1.0.tar.gz", {"a.txt": "x"})
+    cfg = _config(tmp_path, "1" * 64)
+    with pytest.raises(S.SourceError, match="does not match the pin"):
+        S.add_blob(tmp_path / "cache", cfg.sources["demo"], tmp_path / "demo-1.0.tar.gz")
+
+
+def test_tree_key_changes_with_patches(tmp_path):
+    src = _config(tmp_path, "a" * 64).sources["demo"]
+    p = tmp_path / "x.patch"
+    p.write_text("one")
+    k1 = S.tree_key(src, [p])
+    p.write_text("two")
+    assert S.tree_key(src, [p]) != k1 and S.tree_key(src, []) not in (k1,)
+
+
+def test_cache_dir_and_pip_index_config(tmp_path):
+    assert S.default_cache_dir({"BLACKWHEEL_CACHE": str(tmp_path)}) == tmp_path
+    assert S.default_cache_dir({"XDG_CACHE_HOME": "/x"}) == Path("/x/blackwheel")
+    idx = S.pip_indexes({"PIP_INDEX_URL": "http://a/simple", "PIP_EXTRA_INDEX_URL": "http://b/s http://c/s/",
+                         "PIP_CONFIG_FILE": "/dev/null"})
+    assert idx == ["http://a/simple/", "http://b/s/", "http://c/s/"]
+    assert S.normalize("Flash_Attn") == "flash-attn"
+
+
+def test_unpack_refuses_unsafe_members(tmp_path):
+    with tarfile.open(tmp_path / "evil.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("pkg/../../escape.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(S.SourceError, match="unsafe path"):
+        S.unpack(tmp_path / "evil.tar.gz", tmp_path / "out")
