@@ -168,3 +168,21 @@ def test_unpack_refuses_unsafe_members(tmp_path):
         tf.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(S.SourceError, match="unsafe path"):
         S.unpack(tmp_path / "evil.tar.gz", tmp_path / "out")
+
+
+def test_bundle_holds_only_what_the_build_needs_and_restores_offline(tmp_path, monkeypatch):
+    sha = _sdist(tmp_path / "demo-1.0.tar.gz", {"csrc/k.cu": "kernel", "docs/big.md": "docs"})
+    cfg = _config(tmp_path, sha)
+    cfg.sources["demo"] = Source(**{**cfg.sources["demo"].__dict__, "bundle": ("csrc/",)})
+    cache = tmp_path / "cache"
+    S.add_blob(cache, cfg.sources["demo"], tmp_path / "demo-1.0.tar.gz")
+    S.write_bundle(cfg, ["demo"], cache, tmp_path / "b.tar.gz")
+    with tarfile.open(tmp_path / "b.tar.gz") as tf:
+        names = tf.getnames()
+        assert any(n.endswith("csrc/k.cu") for n in names)
+        assert not any("docs/big.md" in n for n in names)
+        other = tmp_path / "other-cache"
+        tf.extractall(other, filter="data")
+    monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")     # the GPU host: no index, no blob
+    dirs = S.prepare(cfg, ["demo"], other, log=lambda m: None)
+    assert (dirs["demo"] / "csrc/k.cu").read_text() == "kernel"

@@ -32,6 +32,7 @@ class Source:
     why: str
     members: tuple[str, ...] = ()   # archive members to unpack (prefixes); empty = all
     root: str = ""                  # sub-directory of the unpacked tree that is the source root
+    bundle: tuple[str, ...] = ()    # prefixes (under root) an offline build needs; empty = all
 
     @property
     def key(self) -> str:
@@ -126,6 +127,7 @@ def parse_config(text: str, path: Path) -> Config:
             why=_need(s, "why", str, where).strip(),
             members=tuple(s.get("members", ())),
             root=s.get("root", ""),
+            bundle=tuple(s.get("bundle", ())),
         )
     kernels: dict[str, KernelFamily] = {}
     for name, k in _need(data, "kernels", dict, str(path)).items():

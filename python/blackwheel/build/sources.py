@@ -323,3 +323,27 @@ def source_records(config: Config, names: Iterable[str]) -> list[dict]:
             "patches": [{"name": p.name, "sha256": sha256_file(p)} for p in patch_files(config, s)],
         })
     return recs
+
+
+def write_bundle(config: Config, names: Iterable[str], cache: Path, out: Path) -> list[str]:
+    """A tar.gz of the prepared trees (only the `bundle` prefixes of each source),
+    laid out like the cache, for building on a host without network:
+    `tar xzf BUNDLE -C $BLACKWHEEL_CACHE` there, then build with BLACKWHEEL_OFFLINE=1."""
+    dirs = prepare(config, names, cache, log=lambda m: None)
+    trees = cache / "trees"
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    added: list[str] = []
+    with tarfile.open(tmp, "w:gz") as tf:
+        for name in names:
+            source = config.sources[name]
+            top = next(p for p in (dirs[name], *dirs[name].parents) if p.parent == trees)
+            tf.add(top / ".blackwheel-complete", arcname=f"trees/{top.name}/.blackwheel-complete")
+            root = dirs[name]
+            for path in sorted(root.rglob("*")):
+                rel = path.relative_to(root).as_posix()
+                if not path.is_file() or (source.bundle and not any(rel.startswith(b) for b in source.bundle)):
+                    continue
+                tf.add(path, arcname=f"trees/{path.relative_to(trees).as_posix()}")
+            added.append(top.name)
+    os.replace(tmp, out)
+    return added

@@ -16,6 +16,9 @@ def add_arguments(p):
     p.add_argument("--cache", type=Path, default=None, help="default: $BLACKWHEEL_CACHE or ~/.cache/blackwheel")
     p.add_argument("--add", type=Path, action="append", default=[], metavar="FILE",
                    help="put a local copy of a pinned artifact into the cache")
+    p.add_argument("--bundle", type=Path, metavar="OUT.tar.gz",
+                   help="write the prepared trees (only what a build needs) for a host without "
+                        "network: there, tar xzf OUT.tar.gz -C $BLACKWHEEL_CACHE")
 
 
 def run(args) -> int:
@@ -32,6 +35,10 @@ def run(args) -> int:
         unknown = [n for n in names if n not in config.sources]
         if unknown:
             raise S.SourceError(f"unknown source(s) {unknown}; pinned: {', '.join(config.sources)}")
+        if args.bundle:
+            trees = S.write_bundle(config, names, cache, args.bundle)
+            print(f"wrote {args.bundle} ({args.bundle.stat().st_size / 1e6:.1f} MB): {', '.join(trees)}")
+            return 0
         for name, path in S.prepare(config, names, cache).items():
             print(f"{name}: {path}")
         return 0
