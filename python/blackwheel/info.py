@@ -40,7 +40,7 @@ def format_info(info: dict) -> str:
             lines.append(f"  {s.get('name')} {s.get('version')}  sha256 {str(s.get('sha256', ''))[:16]}"
                          f"  patches: {patches}")
     if tc:
-        lines.append(f"toolchain:    nvcc {tc.get('nvcc_version', '?')} ({tc.get('origin', '?')}), "
+        lines.append(f"toolchain:    nvcc {tc.get('nvcc_version', '?')} ({tc.get('nvcc_origin', tc.get('origin', '?'))}), "
                      f"{tc.get('host_compiler', '?')}, cmake {tc.get('cmake', '?')}")
     if "source_date_epoch" in info:
         lines.append(f"SOURCE_DATE_EPOCH: {info['source_date_epoch']}")

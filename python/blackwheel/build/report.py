@@ -20,7 +20,7 @@ from pathlib import Path
 from blackwheel.build import compiler_cache as cc
 
 SUPPORTED_VERSIONS = (5, 6, 7)
-DEFAULT_ROOT_BUILD = Path("build")
+DEFAULT_ROOT_BUILD = Path("_build")   # pyproject.toml: build-dir = "_build/{wheel_tag}"
 
 
 class ReportError(ValueError):
@@ -205,7 +205,7 @@ def format_report(summary: BuildSummary, cache: dict | None, build_dir: str) -> 
 # ---------------------------------------------------------------------------
 
 def find_build_dir(root: Path = DEFAULT_ROOT_BUILD) -> Path:
-    """The directory of the newest .ninja_log under ``root`` (build/<wheel_tag>/ by default)."""
+    """The directory of the newest .ninja_log under ``root`` (_build/<wheel_tag>/ by default)."""
     if not root.is_dir():
         raise ReportError(f"{root}/ does not exist: build first (`pip wheel -v .`), or pass "
                           f"the CMake build directory: build-report BUILD_DIR")
@@ -243,7 +243,7 @@ def cache_report(build_dir: Path) -> dict | None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("build_dir", nargs="?", type=Path,
-                        help="CMake build directory (default: the newest under build/)")
+                        help="CMake build directory (default: the newest under _build/)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--top", type=int, default=10, help="how many slowest steps to list")
     parser.add_argument("--no-cache", action="store_true",
