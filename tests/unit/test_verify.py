@@ -227,7 +227,7 @@ def test_ptx_jit_rules():
 def test_table_and_json(policy):
     rows, viol = v.check([lib("spill")], policy)
     table = v.format_table(rows)
-    assert "sm_120a" in table and "not checked" in table and "968 B" in table
+    assert "sm_120a" in table and "at launch" in table and "968 B" in table
     data = v.report_json("x.whl", None, rows, viol)
     assert data["ok"] is False and data["rows"][0]["max_regs"] == 32
     json.dumps(data)
@@ -247,3 +247,18 @@ def test_build_facts_prints_key_fields():
 
 def test_find_cuobjdump_prefers_env(tmp_path):
     assert v.find_cuobjdump({"CUOBJDUMP": "/x/cuobjdump"}) == "/x/cuobjdump"
+
+
+def test_fa2_dynamic_smem_from_kernel_traits_in_the_name():
+    from blackwheel.build import launch_smem
+    # hdim 128, kBlockM 128, kBlockN 64, 4 warps, Q not in regs, no Q/K sharing:
+    # Q 128*128*2 + K,V 2*64*128*2 = 32768 + 32768
+    name = ("_ZN5flash15flash_fwd_kernelI23Flash_fwd_kernel_traitsILi128ELi128ELi64ELi4ELb0ELb0E"
+            "N7cutlass10bfloat16_tE19Flash_kernel_traitsILi128ELi128ELi64ELi4ES2_EELb0ELb1EEEv16Flash_fwd_params")
+    assert launch_smem.fa2_dynamic_smem(name) == 65536
+    shared = name.replace("ELb0ELb0EN7cutlass", "ELb1ELb1EN7cutlass")   # Share_Q_K_smem: max(Q, KV)
+    assert launch_smem.fa2_dynamic_smem(shared) == 32768
+    assert launch_smem.fa2_dynamic_smem("_ZN6marlin6MarlinIL") is None
+    # hdim 256 at the same tile would need 128 KiB: more than sm_120 allows (101,376 B)
+    big = name.replace("ILi128ELi128ELi64ELi4E", "ILi256ELi128ELi64ELi4E")   # 64 KiB + 64 KiB
+    assert launch_smem.fa2_dynamic_smem(big) == 131072

@@ -25,6 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from blackwheel.build import launch_smem
 from blackwheel.build.archs import ArchError, parse_arch, parse_arch_list
 
 POLICY_PATH = Path(__file__).with_name("policies") / "verify.toml"
@@ -64,6 +65,7 @@ class Limits:
 class FamilyPolicy:
     dynamic_smem_max: dict = field(default_factory=dict)   # arch base ("12.0a") -> bytes
     max_stack_bytes: int = 0
+    dynamic_smem_rule: str = ""     # blackwheel.build.launch_smem rule; "" = not checked
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class Row:
     kernels: int = 0
     max_regs: int = 0
     max_static_smem: int = 0
-    dynamic_smem: int | None = None     # from policy; None = not checked
+    dynamic_smem: int | None = None     # from policy or derived; None = not checked
+    dynamic_note: str = ""              # "at launch" for launcher-checked families
     spills: int = 0                     # kernels with a stack frame / local memory
     max_stack: int = 0
     ptx: bool = False
@@ -193,7 +196,11 @@ def parse_policy(data: dict, where: str = "verify policy") -> Policy:
             dyn = {parse_arch(a).base: int(v) for a, v in dyn.items()}
         except (ArchError, ValueError) as e:
             raise VerifyError(f"{where}: [families.{name}] dynamic_smem_max: {e}") from None
-        families[name] = FamilyPolicy(dyn, int(t.get("max_stack_bytes", 0)))
+        rule = t.get("dynamic_smem_rule", "")
+        if rule and rule not in launch_smem.RULES:
+            raise VerifyError(f"{where}: [families.{name}] dynamic_smem_rule must be one of "
+                              f"{', '.join(launch_smem.RULES)}, got {rule!r}")
+        families[name] = FamilyPolicy(dyn, int(t.get("max_stack_bytes", 0)), rule)
     return Policy(limits, families, sev["stack"], sev["ptx_only"])
 
 
@@ -311,12 +318,18 @@ def check(libraries: list[Library], policy: Policy) -> tuple[list[Row], list[Vio
             sass = [c for c in lib.cubins if c.kind == "sass" and c.arch == sm]
             kernels = [k for c in sass for k in c.kernels]
             dyn = fpol.dynamic_smem_max.get(arch_of_sm(sm))
+            per_kernel = {k.name: launch_smem.dynamic_smem(fpol.dynamic_smem_rule, k.name)
+                          for k in kernels} if fpol.dynamic_smem_rule else {}
+            derived = [v for v in per_kernel.values() if v is not None]
+            if derived:
+                dyn = max(derived)
             lim = limits_for(policy, sm)
             reserve = lim.reserved_shared if lim else 0
             row = Row(fam, so, sm, cubins=len(sass), kernels=len(kernels),
                       max_regs=max((k.registers for k in kernels), default=0),
                       max_static_smem=max((max(k.shared - reserve, 0) for k in kernels), default=0),
                       dynamic_smem=dyn,
+                      dynamic_note="at launch" if fpol.dynamic_smem_rule == "launcher-checked" else "",
                       spills=sum(1 for k in kernels if k.stack or k.local),
                       max_stack=max((max(k.stack, k.local) for k in kernels), default=0),
                       ptx=sm in ptx_archs, requested=sm in lib.requested)
@@ -329,7 +342,8 @@ def check(libraries: list[Library], policy: Policy) -> tuple[list[Row], list[Vio
                                      f"[limits.{re.sub(r'[af]$', '', sm)}] to {POLICY_PATH}"))
                 continue
             for k in kernels:
-                out.extend(_kernel_violations(k, fam, sm, so, lim, dyn, fpol, policy))
+                k_dyn = per_kernel.get(k.name) if per_kernel else dyn
+                out.extend(_kernel_violations(k, fam, sm, so, lim, k_dyn, fpol, policy))
     return rows, out
 
 
@@ -381,7 +395,7 @@ def format_table(rows: list[Row]) -> str:
             "dyn smem max", "spills", "ptx", "library")
     body = [(r.family, r.arch + ("" if r.requested else " (extra)"), str(r.cubins), str(r.kernels),
              str(r.max_regs), str(r.max_static_smem),
-             "not checked" if r.dynamic_smem is None else str(r.dynamic_smem),
+             (r.dynamic_note or "not checked") if r.dynamic_smem is None else str(r.dynamic_smem),
              f"{r.spills}" + (f" ({r.max_stack} B)" if r.spills else ""),
              "yes" if r.ptx else "no", r.library) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
@@ -558,8 +572,12 @@ def run(args) -> int:
         print(line)
     print()
     print(format_table(rows) if rows else "(no device code found in any .so)")
-    if not any(r.dynamic_smem is not None for r in rows):
-        print("dynamic shared memory: not checked (no dynamic_smem_max in the verify policy)")
+    if any(r.dynamic_note for r in rows):
+        print("dyn smem 'at launch': the launcher sizes dynamic shared memory against the device's "
+              "opt-in maximum at run time (vLLM Marlin, CUTLASS 3.x stage counts); see "
+              "blackwheel/build/launch_smem.py")
+    if not any(r.dynamic_smem is not None or r.dynamic_note for r in rows):
+        print("dynamic shared memory: not checked (no dynamic_smem rule in the verify policy)")
     fatal = [v for v in violations if v.severity == "error" or args.strict]
     for v in violations:
         print(f"{v.severity.upper()}: {v.message}", file=sys.stderr)
