@@ -172,7 +172,7 @@ def test_flags_smem_over_limit_with_dynamic_policy(sos, tmp_path):
     assert cli("verify", str(w)).returncode == 0           # 64 KiB static alone fits
     pol = tmp_path / "policy.toml"
     default = (ROOT / "python/blackwheel/build/policies/verify.toml").read_text()
-    pol.write_text(default.replace("[families]", '[families.big]\ndynamic_smem_max = { "12.0a" = 40000 }'))
+    pol.write_text(default + '\n[families.big]\ndynamic_smem_max = { "12.0a" = 40000 }\n')
     r = cli("verify", str(w), "--policy", str(pol))
     assert r.returncode == 1 and "exceeds the 101376-byte limit" in r.stderr
 
