@@ -317,6 +317,33 @@ def run_case(case: Case, device: torch.device | str | None = None) -> CaseOutcom
     return CaseOutcome("pass" if ok else "fail", target.describe(), checks, bad)
 
 
+def _raw_refusal(case: Case, dev: torch.device) -> Check | None:
+    """Below the Python API: the registered C++ op itself must refuse a GPU it has no
+    code for with a clean RuntimeError (its own SM check), never launch a kernel."""
+    if case.family != "nvfp4":
+        return None
+    try:
+        getattr(torch.ops.blackwheel, case.op if case.op == "scaled_fp4_quant" else "cutlass_scaled_fp4_mm")
+    except (AttributeError, RuntimeError):
+        return None     # no extension loaded (source checkout): nothing below the API to call
+    x = torch.zeros(16, 64, device=dev, dtype=torch.bfloat16)
+    one = torch.ones(1, device=dev, dtype=torch.float32)
+    try:
+        if case.op == "scaled_fp4_quant":
+            torch.ops.blackwheel.scaled_fp4_quant(x, one, True)
+        else:
+            a = torch.zeros(16, 32, device=dev, dtype=torch.uint8)
+            sf = torch.zeros(128, 4, device=dev, dtype=torch.float8_e4m3fn)
+            out = torch.empty(16, 16, device=dev, dtype=torch.bfloat16)
+            torch.ops.blackwheel.cutlass_scaled_fp4_mm(out, a, a[:16], sf, sf, one)
+        torch.cuda.synchronize(dev)
+    except RuntimeError as e:
+        msg = str(e).splitlines()[0]
+        ok = "SM" in msg
+        return Check("C++ op refused", 0.0, 0.0, ok, msg)
+    return Check("C++ op refused", 0.0, 0.0, False, "the raw op ran on a GPU it has no code for")
+
+
 def _expect_refusal(case: Case, dev: torch.device, why: str) -> CaseOutcome:
     """The wheel has the kernel set but no code for this GPU: calling the op must raise
     KernelUnavailableError (a RuntimeError) naming the GPU, and nothing else."""
@@ -328,8 +355,13 @@ def _expect_refusal(case: Case, dev: torch.device, why: str) -> CaseOutcome:
         torch.cuda.synchronize(dev)
     except ops.KernelUnavailableError as e:
         ok = "this GPU is" in str(e) and isinstance(e, RuntimeError)
-        return CaseOutcome("pass" if ok else "fail", path,
-                           [Check("refused", 0.0, 0.0, ok, str(e))], "" if ok else f"unexpected refusal: {e}")
+        checks = [Check("refused", 0.0, 0.0, ok, str(e))]
+        raw = _raw_refusal(case, dev)
+        if raw is not None:
+            checks.append(raw)
+            ok = ok and raw.passed
+        bad = "; ".join(f"{c.label}: {c.detail}" for c in checks if not c.passed)
+        return CaseOutcome("pass" if ok else "fail", path, checks, bad)
     except Exception as e:
         return CaseOutcome("fail", path, message=f"expected a clean refusal ({why}); got {type(e).__name__}: {e}")
     return CaseOutcome("fail", path, message=f"the op ran although the wheel has no code for this GPU ({why})")
