@@ -390,6 +390,26 @@ def libraries_from_record(info: dict | None, so_names: list[str], cubins: dict,
 
 
 # ----------------------------------------------------------------- output (pure)
+_KERNEL_IN_MSG = re.compile(r"kernel (\S+) in ")
+
+
+def summarize(violations: list[Violation], limit: int = 160) -> list[str]:
+    """One line per (severity, check, family, arch): the first message, with long
+    mangled kernel names cut, and how many more kernels share the problem (the
+    JSON report keeps every violation)."""
+    groups: dict[tuple, list[Violation]] = {}
+    for v in violations:
+        groups.setdefault((v.severity, v.check, v.family, v.arch), []).append(v)
+    out = []
+    for (sev, _check, _fam, _arch), vs in groups.items():
+        msg = _KERNEL_IN_MSG.sub(
+            lambda m: "kernel " + (m.group(1) if len(m.group(1)) <= limit else m.group(1)[:limit] + "...") + " in ",
+            vs[0].message)
+        more = f" (and {len(vs) - 1} more kernel(s) like it)" if len(vs) > 1 else ""
+        out.append(f"{sev.upper()}: {msg}{more}")
+    return out
+
+
 def format_table(rows: list[Row]) -> str:
     head = ("family", "arch", "cubins", "kernels", "max regs", "max static smem",
             "dyn smem max", "spills", "ptx", "library")
@@ -579,8 +599,8 @@ def run(args) -> int:
     if not any(r.dynamic_smem is not None or r.dynamic_note for r in rows):
         print("dynamic shared memory: not checked (no dynamic_smem rule in the verify policy)")
     fatal = [v for v in violations if v.severity == "error" or args.strict]
-    for v in violations:
-        print(f"{v.severity.upper()}: {v.message}", file=sys.stderr)
+    for line in summarize(violations):
+        print(line, file=sys.stderr)
     data = report_json(str(args.wheel), info, rows, violations)
     data["ok"] = not fatal
     if args.json:
