@@ -140,11 +140,14 @@ def _marlin_fn(fmt, m, k, n, act_dtype, with_bias):
             weight = marlin_fp4.prepare_mxfp4_weight(q.packed, q.scales, act_dtype, bias)
         w_ref = q.dequantize(torch.float32).double()
         out = ops.marlin_fp4_gemm(x, weight)
-        ref = x.double() @ w_ref.T
-        if bias is not None:
-            ref = ref + bias.double()
+        prod = x.double() @ w_ref.T
+        ref = prod + bias.double() if bias is not None else prod
         mag = x.double().abs() @ w_ref.abs().T
-        tol = 2 * unit_roundoff(act_dtype) * ref.abs() + 2 ** -12 * mag
+        # The kernel may round the product to the activation dtype before adding the
+        # bias (measured on H100: bf16 + bias misses a tolerance based on |ref| alone
+        # where product and bias cancel), so each addend carries its own rounding.
+        addends = prod.abs() + (bias.double().abs() if bias is not None else 0)
+        tol = 2 * unit_roundoff(act_dtype) * addends + 2 ** -12 * mag
         return [compare("out", out, ref.float(), tol.float())]
     return fn
 
