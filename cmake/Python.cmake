@@ -4,9 +4,15 @@ if(NOT Python_EXECUTABLE)
   find_package(Python COMPONENTS Interpreter REQUIRED)
 endif()
 
+# our package first, then whatever the caller had (e.g. tools installed with --target)
+set(BW_PYTHONPATH "${CMAKE_CURRENT_LIST_DIR}/../python")
+if(NOT "$ENV{PYTHONPATH}" STREQUAL "")
+  string(APPEND BW_PYTHONPATH ":$ENV{PYTHONPATH}")
+endif()
+
 function(blackwheel_python)
   execute_process(
-    COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${CMAKE_CURRENT_FUNCTION_LIST_DIR}/../python"
+    COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${BW_PYTHONPATH}"
             "${Python_EXECUTABLE}" -m blackwheel.build ${ARGN}
     RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
