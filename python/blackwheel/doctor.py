@@ -78,15 +78,23 @@ def diagnose(info: dict, facts, torch_error: str, gpus: list[Gpu] | None, gpu_no
         return out
     for g in gpus:
         out.append(("info", f"GPU {g.index}: {g.name}, compute capability {g.major}.{g.minor}"))
+        rows, runs = [], 0
         for fam, k in sorted(info.get("kernels", {}).items()):
             if not isinstance(k, dict) or "archs" not in k:
                 continue
             target, how = A.runnable(A.parse_arch_list(k["archs"]), g.major, g.minor)
             ops = ", ".join(k.get("ops", [])) or "its ops"
             if target is None:
-                out.append(("fail", f"  {fam}: does not run ({how}): {ops}"))
+                # e.g. SM_120-only NVFP4 on an H100: expected, its ops refuse cleanly
+                rows.append(("warn", f"  {fam}: does not run ({how}): {ops}"))
             else:
-                out.append(("ok", f"  {fam}: runs ({how} {target.sm}): {ops}"))
+                runs += 1
+                rows.append(("ok", f"  {fam}: runs ({how} {target.sm}): {ops}"))
+        if rows and not runs:
+            rows.append(("fail", f"  no kernel set of this wheel runs on GPU {g.index} "
+                                 f"(sm_{g.major}{g.minor}); rebuild with BLACKWHEEL_ARCHS including "
+                                 f"{g.major}.{g.minor}{'a' if g.major >= 9 else ''}"))
+        out.extend(rows)
     for fam, why in sorted(info.get("skipped", {}).items()):
         out.append(("info", f"  {fam}: not built ({why})"))
     return out

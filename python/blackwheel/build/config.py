@@ -140,6 +140,7 @@ def parse_config(text: str, path: Path) -> Config:
         if abi not in ("stable", "classic"):
             raise ConfigError(f"{where}: abi must be 'stable' or 'classic', got {abi!r}")
         extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
+        # ops: torch.ops.blackwheel.<op> registered by this set (recorded in the build info)
         kernels[name] = KernelFamily(
             name=name,
             summary=k.get("summary", ""),

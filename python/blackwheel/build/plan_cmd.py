@@ -107,7 +107,9 @@ def stage_kernels(args) -> int:
         lines.append(f"set(BW_SRC_{name.upper().replace('-', '_')} {_cmake_str(path)})")
     lines.append(f"set(BW_SOURCE_CACHE {_cmake_str(cache.resolve())})")
     from blackwheel.build.repair import load_policy
-    plat = load_policy().plat
+    # BLACKWHEEL_MANYLINUX: the policy the post-link check holds the binaries to, e.g.
+    # manylinux_2_39 when building on a newer host than the project's toolchain.
+    plat = os.environ.get("BLACKWHEEL_MANYLINUX") or load_policy().plat
     lines.append(f"set(BW_MANYLINUX_POLICY {plat.removesuffix('_x86_64').removesuffix('_aarch64')})")
     lines.append(f"set(BW_JOBS {jobs['jobs']})")
     lines.append(f"set(BW_NVCC_THREADS {jobs['nvcc_threads']})")
@@ -132,6 +134,7 @@ def stage_record(args) -> int:
     kernels = {}
     for name, fam in plan["families"].items():
         kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": f"_{name}.abi3.so",
+                         "ops": list(config.kernels[name].extra.get("ops", [])),
                          **fam.get("options", {})}
     abi = "stable" if all(k["abi"] == "stable" for k in kernels.values()) else "classic"
     requirement = (f"torch>={lock.stable_target}" if abi == "stable"
