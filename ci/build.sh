@@ -13,7 +13,7 @@ source ci/env.sh
 mkdir -p dist wheelhouse
 rm -f dist/blackwheel-*.whl
 # full log in dist/build.log; progress ([n/N] from ninja) and blackwheel's lines shown
-if ! python -m pip wheel --no-deps -v . -w dist "$@" 2>&1 | tee dist/build.log \
+if ! PYTHONUNBUFFERED=1 python -m pip wheel --no-deps -v . -w dist "$@" 2>&1 | tee dist/build.log \
      | awk '/\[[0-9]+\/[0-9]+\]|blackwheel|error/ {print; fflush()}'; then
   echo "ci/build.sh: the build failed; full log: dist/build.log" >&2
   exit 1
