@@ -128,6 +128,7 @@ def write_zip(path: Path, members: Iterable[Member], epoch: int) -> None:
                 mode = 0o755 if (m.executable or is_elf(m.data)) else 0o644
                 info.external_attr = (stat.S_IFREG | mode) << 16
                 z.writestr(info, m.data, compresslevel=COMPRESS_LEVEL)
+        os.chmod(tmp, 0o644)            # mkstemp makes 0600; a published wheel is world-readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -437,7 +437,7 @@ def build_facts(info: dict | None) -> list[str]:
         f"archs: {', '.join(info.get('archs') or []) or '?'}",
         f"torch lock: {lock.get('version', '?')} (cuda {lock.get('cuda', '?')}, "
         f"cxx11_abi {lock.get('cxx11_abi', '?')}); requirement: {torch.get('requirement', '?')}",
-        f"nvcc {tc.get('nvcc_version', '?')} ({tc.get('origin', '?')}), host {tc.get('host_compiler', '?')}, "
+        f"nvcc {tc.get('nvcc_version', '?')} ({tc.get('nvcc_origin', tc.get('origin', '?'))}), host {tc.get('host_compiler', '?')}, "
         f"cmake {tc.get('cmake', '?')}",
         f"source_date_epoch: {info.get('source_date_epoch', '?')}",
     ]
