@@ -28,6 +28,16 @@ function(blackwheel_add_extension)
       set_source_files_properties("${src}" PROPERTIES COMPILE_OPTIONS "${BW_${up}_GENCODE}")
     endif()
   endforeach()
+  # Deterministic generated names: nvcc derives the names of internal-linkage
+  # symbols (_INTERNAL_<hash>_<file>) from a random seed tied to the file's
+  # absolute path; -frandom-seed (nvcc's own, also passed to the host compiler)
+  # fixes it per source, so two checkouts in different directories give the
+  # same binaries (measured: without it _nvfp4/_flash_attn differed in .rodata
+  # and .nv_fatbin). Seeds differ per file, as nvcc requires.
+  foreach(src IN LISTS ARG_SOURCES)
+    get_filename_component(base "${src}" NAME)
+    set_property(SOURCE "${src}" APPEND PROPERTY COMPILE_OPTIONS "-frandom-seed=${ARG_FAMILY}/${base}")
+  endforeach()
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:-O3 -DNDEBUG
       --expt-relaxed-constexpr --expt-extended-lambda -DENABLE_FP8

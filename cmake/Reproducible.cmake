@@ -35,7 +35,10 @@
 #     It must be in the environment of the *build* (ninja), not only of
 #     configure: scikit-build-core exports it (wheel.reproducible, default on).
 #     -Wdate-time makes any use visible.
-#   * link: GNU ld's build-id is a SHA1 of the output, deterministic once the
+#   * link: no build-id (--build-id=none). Measured 2026-11-23: a SHA1 build-id
+#     is computed before install strips the .so, over a symbol table that still
+#     holds build-directory file names, so two checkouts differed only there.
+#     (Previously:) GNU ld's build-id is a SHA1 of the output, deterministic once the
 #     inputs are; it is requested explicitly (--build-id=sha1) so that a
 #     toolchain defaulting to "uuid" cannot make it random.
 #   * -frandom-seed=<object>: not needed for these sources (identical without
@@ -87,7 +90,7 @@ function(blackwheel_reproducible_flag_lists cuda_var cxx_var link_var)
   endforeach()
   set(${cuda_var} "${cuda}" PARENT_SCOPE)
   set(${cxx_var} "${cxx}" PARENT_SCOPE)
-  set(${link_var} "LINKER:--build-id=sha1" PARENT_SCOPE)
+  set(${link_var} "LINKER:--build-id=none" PARENT_SCOPE)
 endfunction()
 
 function(blackwheel_reproducible_flags)
