@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import email.parser
-import hashlib
 import os
 import shutil
 import sys
@@ -25,17 +24,13 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
+from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
+
 from blackwheel.build import simple_index as si
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _metadata_text(path: Path) -> str:

@@ -151,7 +151,7 @@ def show(wheel: Path, epoch: int) -> dict:
     try:
         return json.loads(r.stdout)
     except json.JSONDecodeError:
-        raise RepairError(f"auditwheel show --json printed no JSON; auditwheel >= 6.2 is needed "
+        raise RepairError("auditwheel show --json printed no JSON; auditwheel >= 6.2 is needed "
                           f"(pip install -U auditwheel)") from None
 
 

@@ -29,6 +29,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
 from typing import Iterable
 
 ZIP_MIN = 315532800        # 1980-01-01T00:00:00Z, the earliest zip timestamp
@@ -176,9 +178,3 @@ def normalise_wheel(src: Path, dst: Path | None = None, epoch: int | None = None
     return dst
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -21,9 +21,10 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+
+from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
 from typing import Callable, Iterable
 
 from blackwheel.build.config import Config, Source
@@ -65,12 +66,6 @@ def tree_key(source: Source, patches: Iterable[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Links(HTMLParser):
