@@ -1,7 +1,6 @@
 """Runtime guard: build record reading, refusal messages, cheap import."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -152,7 +152,7 @@ def show(wheel: Path, epoch: int) -> dict:
         return json.loads(r.stdout)
     except json.JSONDecodeError:
         raise RepairError("auditwheel show --json printed no JSON; auditwheel >= 6.2 is needed "
-                          f"(pip install -U auditwheel)") from None
+                          "(pip install -U auditwheel)") from None
 
 
 def repair(wheel: Path, outdir: Path, policy: RepairPolicy, plat: str | None = None,
