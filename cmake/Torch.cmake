@@ -47,4 +47,9 @@ if(NOT EXISTS "${_bw_cuda_inc}/cublas_v2.h")
     message(STATUS "blackwheel: cuBLAS headers from ${_bw_cublas_dir} (not in ${_bw_cuda_inc})")
   endif()
 endif()
-target_link_libraries(bw_torch INTERFACE "-Wl,--as-needed" ${_bw_torch_libs} CUDA::cudart)
+# libstdc++ first: the linker binds a symbol to the first library that defines it,
+# and torch's libraries export some std:: template instances (torch 2.11's libtorch.so
+# has basic_stringbuf::str() const&). Bound there, an extension would depend on torch
+# re-exporting the C++ runtime, which the stable ABI does not promise (the post-link
+# abi-check refuses it; seen with a g++ that links libstdc++ statically).
+target_link_libraries(bw_torch INTERFACE "-Wl,--as-needed" stdc++ ${_bw_torch_libs} CUDA::cudart)

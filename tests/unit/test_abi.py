@@ -68,6 +68,16 @@ def test_glibc_versions(policy, providers, version, ok):
         assert r.problem == "version" and "manylinux_2_28 allows GLIBC up to" in r.detail
 
 
+@pytest.mark.parametrize("version,ok", [("GLIBC_2.3", True), ("GLIBC_2.35", False)])
+def test_dynamic_loader_symbols_follow_glibc_policy(policy, providers, version, ok):
+    """__tls_get_addr comes from ld-linux (a -fPIC static libstdc++ needs it): glibc,
+    checked against the policy's GLIBC versions although not in lib_whitelist."""
+    assert "ld-linux-x86-64.so.2" not in policy.libs
+    r = res(A.Undef("__tls_get_addr", version, "ld-linux-x86-64.so.2"), providers, policy)
+    assert r.ok is ok
+    assert (r.provider == "ld-linux-x86-64.so.2") if ok else (r.problem == "version")
+
+
 def test_libstdcxx_versions(policy, providers):
     assert res(A.Undef("_ZNSt6locale", "GLIBCXX_3.4", "libstdc++.so.6"), providers, policy).ok
     bad = res(A.Undef("_ZSt28__throw_bad_array_new_lengthv", "GLIBCXX_3.4.29", "libstdc++.so.6"),
@@ -141,6 +151,16 @@ def test_std_symbol_also_in_libstdcxx_is_not_torch_abi(policy, providers):
     r = res(A.Undef("_ZNSt7__cxx1118basic_stringstreamIcSt11char_traitsIcESaIcEEC1Ev"),
             providers, policy, "stable")
     assert r.ok and r.provider == "libstdc++.so.6"
+
+
+def test_std_symbol_bound_only_to_torch_names_the_link_fix(policy):
+    """Seen on a host whose g++ links libstdc++ statically: the linker bound
+    basic_stringbuf::str() const& to torch 2.11's exported copy (no libstdc++ in NEEDED)."""
+    name = "_ZNKRSt7__cxx1115basic_stringbufIcSt11char_traitsIcESaIcEE3strEv"
+    only_torch = [provider("libtorch.so", "torch", {name})]
+    r = A.resolve_symbol(A.Undef(name), only_torch, policy, "stable", SHIM, ("libtorch.so",),
+                         "std::__cxx11::basic_stringbuf<char>::str() const &")
+    assert r.problem == "stable-abi" and "link libstdc++ before torch" in r.detail
 
 
 def test_parse_shim_names_from_header_text():

@@ -82,6 +82,13 @@ class Policy:
         prefix, _, ver = version.partition("_")
         return ver in self.versions.get(prefix, frozenset())
 
+    def covers(self, lib: str) -> bool:
+        """A system library the policy lets a wheel depend on. The dynamic loader
+        (ld-linux-*.so.2, e.g. __tls_get_addr@GLIBC_2.3 from a -fPIC static
+        libstdc++) is part of glibc: auditwheel leaves it out of lib_whitelist
+        but checks its GLIBC_ versions like libc's."""
+        return lib in self.libs or lib.startswith("ld-linux")
+
     def newest(self, prefix: str) -> str:
         vs = sorted(self.versions.get(prefix, ()), key=_ver_key)
         return vs[-1] if vs else "none"
@@ -168,7 +175,7 @@ def resolve_symbol(sym: Undef, providers: list[Provider], policy: Policy, abi: s
     r = Resolution(sym.name, sym.version, None, None, demangled=demangled)
     # 1. a symbol version names its library: check it against the policy / provider
     if sym.version_file:
-        if sym.version_file in policy.libs:
+        if policy.covers(sym.version_file):
             if policy.allows(sym.version):
                 r.provider, r.kind = sym.version_file, "system"
             else:
@@ -200,8 +207,12 @@ def resolve_symbol(sym: Undef, providers: list[Provider], policy: Policy, abi: s
         return r
     if abi == "stable" and r.kind == "torch" and not in_shim(sym.name, shim):
         r.problem, r.expected = "stable-abi", r.provider
-        r.detail = ("classic ABI symbol" if is_mangled(sym.name)
-                    else "torch symbol outside the stable C shim")
+        if (demangled or "").startswith("std::"):
+            r.detail = ("C++ standard library symbol bound to torch's copy, not libstdc++'s "
+                        "(link libstdc++ before torch's libraries)")
+        else:
+            r.detail = ("classic ABI symbol" if is_mangled(sym.name)
+                        else "torch symbol outside the stable C shim")
     return r
 
 
@@ -382,7 +393,7 @@ def discover_providers(torch_dir: Path, needed: Iterable[str], policy: Policy) -
                 break
     # system libraries the policy allows, for unversioned references
     for name in needed:
-        if name in policy.libs:
+        if policy.covers(name):
             for d in system_lib_dirs():
                 if (d / name).is_file():
                     providers.append(Provider(name, "system", ElfLibrary(d / name).has))
