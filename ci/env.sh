@@ -6,5 +6,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r ci/requirements-test.txt
-export PATH="$PWD/$VENV/bin:$PATH"
+VENV="$(cd "$VENV" && pwd)"   # absolute, whether given relative or not
+export PATH="$VENV/bin:$PATH"
 export PYTHONPATH="$PWD/python"
