@@ -4,7 +4,8 @@
 # host's own torch (re-locked in a scratch copy of this checkout) with
 # --no-build-isolation and the host's nvcc (BLACKWHEEL_NVCC, default system).
 #   bash ci/offline-build.sh B.tar.gz OUTDIR "KERNELS|ARCHS" ["KERNELS|ARCHS" ...]
-# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a". Prints one timing line per build.
+# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a". Prints one timing line per build;
+# wheels land in OUTDIR/wheels-<tag>/, build logs and reports in OUTDIR.
 set -euo pipefail
 bundle="$(realpath "$1")"; out="$(realpath -m "$2")"; shift 2
 mkdir -p "$out"
@@ -27,6 +28,7 @@ for spec in "$@"; do
     end=$(date +%s.%N); whl=$(ls "$scratch/dist-$tag"/*.whl)
     python3 -c 'import sys, os; t, w, c = sys.argv[1:4]; print(f"build {t:<28} {float(sys.argv[5]) - float(sys.argv[4]):7.1f} s  {os.path.getsize(w) / 1e6:6.1f} MB  {c} cores")' \
       "$tag" "$whl" "$(nproc)" "$start" "$end"
+    mkdir -p "$out/wheels-$tag" && cp "$whl" "$out/wheels-$tag/"
     PYTHONPATH=python python3 -m blackwheel build-report "$scratch/build-$tag" > "$out/report-$tag.txt" 2>&1 || true
   else
     echo "build $tag FAILED: see $out/build-$tag.log"; tail -30 "$out/build-$tag.log"

@@ -107,12 +107,21 @@ double bw_clean(const char* s) { return sqrt((double)strlen(s)); }
 namespace bw_planted { int missing_function(const char* s, int n); }
 extern "C" int bw_use(const char* s) { return bw_planted::missing_function(s, (int)strlen(s)); }
 ''',
+    # throws and catches: with -static-libstdc++ it carries its own C++ runtime
+    "static_runtime": r'''
+#include <stdexcept>
+extern "C" int bw_throws(int x) {
+  try { if (x) throw std::runtime_error("refused"); } catch (const std::exception&) { return 1; }
+  return 0;
+}
+''',
 }
 
 
 @pytest.fixture(scope="session")
 def tiny_sos(tmp_path_factory, locked_torch_dir) -> dict[str, Path]:
-    """classic(.so), classic_cuda, stable (against the locked torch), clean, planted."""
+    """classic(.so), classic_cuda, stable (against the locked torch), clean, planted,
+    static_runtime / shared_runtime (one source, -static-libstdc++ or not)."""
     d = tmp_path_factory.mktemp("tiny_so")
     inc = locked_torch_dir / "include"
     lib = locked_torch_dir / "lib"
@@ -129,6 +138,9 @@ def tiny_sos(tmp_path_factory, locked_torch_dir) -> dict[str, Path]:
                                             "-ltorch", "-ltorch_cpu", "-lc10"]),
         "clean": compile_so(tiny_so_sources["clean"], d / "clean.so", ["-lm"], lang="c"),
         "planted": compile_so(tiny_so_sources["planted"], d / "planted.so", []),
+        "static_runtime": compile_so(tiny_so_sources["static_runtime"], d / "static_runtime.so",
+                                     ["-static-libstdc++"]),
+        "shared_runtime": compile_so(tiny_so_sources["static_runtime"], d / "shared_runtime.so", []),
     }
 
 

@@ -6,7 +6,7 @@
 # (FLASHATTENTION_DISABLE_*), which also cuts each TU's compile time.
 function(blackwheel_family_flash_attn)
   set(FA "${BW_SRC_FLASH_ATTN}/csrc/flash_attn")
-  set(srcs "${CMAKE_SOURCE_DIR}/csrc/flash_attn/flash_api.cu")
+  set(srcs "${BW_SRC_OWN}/flash_attn/flash_api.cu")
   set(dim_defs)
   foreach(d IN LISTS BW_FLASH_ATTN_HEAD_DIMS)
     foreach(dt bf16 fp16)

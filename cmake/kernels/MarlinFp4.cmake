@@ -31,7 +31,7 @@ function(blackwheel_family_marlin_fp4)
       ${kernels}
       "${V}/csrc/quantization/marlin/marlin.cu"
       "${V}/csrc/quantization/marlin/gptq_marlin_repack.cu"
-      "${CMAKE_SOURCE_DIR}/csrc/marlin_fp4/bindings.cpp"
+      "${BW_SRC_OWN}/marlin_fp4/bindings.cpp"
     INCLUDES "${gen}" "${V}/csrc" "${V}/csrc/quantization/marlin"
     DEFINES VLLM_STABLE_LIBRARY_NS=blackwheel
     CUDA_FLAGS -static-global-template-stub=false)

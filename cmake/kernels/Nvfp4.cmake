@@ -11,7 +11,7 @@ function(blackwheel_family_nvfp4)
       "${F}/nvfp4_scaled_mm_sm120_kernels.cu"
       "${F}/nvfp4_scaled_mm_entry.cu"
       "${V}/csrc/cuda_utils_kernels.cu"
-      "${CMAKE_SOURCE_DIR}/csrc/nvfp4/quant_entry.cu"
+      "${BW_SRC_OWN}/nvfp4/quant_entry.cu"
     INCLUDES "${V}/csrc" "${F}" "${BW_SRC_CUTLASS}/include" "${BW_SRC_CUTLASS}/tools/util/include"
     DEFINES ENABLE_NVFP4_SM120=1)
 endfunction()

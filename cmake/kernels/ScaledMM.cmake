@@ -6,7 +6,7 @@
 function(blackwheel_family_scaled_mm)
   set(V "${BW_SRC_VLLM}")
   set(W "${V}/csrc/quantization/w8a8/cutlass")
-  set(srcs "${CMAKE_SOURCE_DIR}/csrc/scaled_mm/entry.cu")
+  set(srcs "${BW_SRC_OWN}/scaled_mm/entry.cu")
   set(defs)
   blackwheel_archs_matching(OUT sm120 ARCHS ${BW_SCALED_MM_ARCHS} REGEX "^12\\.")
   blackwheel_archs_matching(OUT sm90 ARCHS ${BW_SCALED_MM_ARCHS} REGEX "^9\\.0a")

@@ -37,6 +37,16 @@ def test_planted_undefined_symbol_fails(tiny_sos):
             "(expected in one of libc.so.6)") in res.stderr
 
 
+def test_statically_linked_cxx_runtime_fails(tiny_sos):
+    """The H100 host's g++ had only libstdc++.a: the extensions it linked carried their
+    own C++ runtime and the first exception an op threw was a segfault."""
+    res, report = abi_check(tiny_sos["static_runtime"])
+    assert res.returncode == 1 and "static-runtime" in kinds(report)
+    assert "carries its own C++ runtime" in res.stderr and "CXX=/usr/bin/g++" in res.stderr
+    res, report = abi_check(tiny_sos["shared_runtime"])      # same source, libstdc++.so.6
+    assert res.returncode == 0 and report["ok"], res.stdout + res.stderr
+
+
 def test_clean_library_passes(tiny_sos):
     res, report = abi_check(tiny_sos["clean"])
     assert res.returncode == 0 and report["ok"], res.stdout

@@ -186,3 +186,21 @@ def test_bundle_holds_only_what_the_build_needs_and_restores_offline(tmp_path, m
     monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")     # the GPU host: no index, no blob
     dirs = S.prepare(cfg, ["demo"], other, log=lambda m: None)
     assert (dirs["demo"] / "csrc/k.cu").read_text() == "kernel"
+
+
+def test_stage_tree_is_content_addressed_and_shared_by_checkouts(tmp_path):
+    """Two checkouts with the same csrc/ stage to the same cache path (the real path
+    nvcc hashes into internal symbol names); an edit gives a new path."""
+    from blackwheel.build import sources as S
+    cache = tmp_path / "cache"
+    for co in ("checkout-a", "other/checkout-b"):
+        (tmp_path / co / "csrc" / "fam").mkdir(parents=True)
+        (tmp_path / co / "csrc" / "fam" / "entry.cu").write_text("__global__ void k() {}\n")
+    a = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc")
+    b = S.stage_tree(tmp_path / "other/checkout-b" / "csrc", cache, "blackwheel-csrc")
+    assert a == b and (a / "fam" / "entry.cu").read_text() == "__global__ void k() {}\n"
+    assert sorted(p.name for p in (cache / "trees").iterdir()) == [a.name]   # no temp dirs left
+    (tmp_path / "checkout-a" / "csrc" / "fam" / "entry.cu").write_text("// edited\n")
+    c = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc")
+    assert c != a and (c / "fam" / "entry.cu").read_text() == "// edited\n"
+    assert (a / "fam" / "entry.cu").read_text() == "__global__ void k() {}\n"   # old copy untouched

@@ -42,6 +42,21 @@ SHIM_HEADER_GLOBS = ("torch/csrc/inductor/aoti_torch/c/*.h",
                      "torch/csrc/stable/c/*.h")
 
 
+# Defined (not imported) by a library only when libstdc++ is linked into it statically.
+CXX_RUNTIME_MARKERS = frozenset({"__gxx_personality_v0", "__cxa_throw", "_ZTISt9exception"})
+
+
+def static_runtime_problem(elf: "ElfInfo") -> "Resolution | None":
+    """An extension with its own copy of libstdc++ next to the libstdc++.so.6 that
+    torch loads: two C++ runtimes in one process (measured on an H100 host whose g++
+    had only libstdc++.a: the first exception an op threw was a segfault)."""
+    if not elf.cxx_runtime:
+        return None
+    return Resolution(elf.cxx_runtime[0], None, None, None, problem="static-runtime",
+                      expected="libstdc++.so.6",
+                      detail=f"defines {', '.join(elf.cxx_runtime)}: libstdc++ is linked in statically")
+
+
 class AbiError(ValueError):
     """Bad input to the check (not a violation); the message names the fix."""
 
@@ -62,6 +77,7 @@ class ElfInfo:
     path: str
     needed: tuple[str, ...]
     undefined: tuple[Undef, ...]
+    cxx_runtime: tuple[str, ...] = ()   # C++ runtime symbols it defines (static libstdc++)
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,7 @@ class Resolution:
     version: str | None
     provider: str | None          # library that resolves it
     kind: str | None              # torch | cuda | driver | system | weak
-    problem: str | None = None    # "unresolved" | "version" | "stable-abi"
+    problem: str | None = None    # unresolved | version | stable-abi | missing-library | static-runtime
     detail: str = ""
     expected: str | None = None   # where it was expected (for problems)
     demangled: str = ""
@@ -246,6 +262,10 @@ def describe_problem(r: Resolution, path: str) -> str:
         return f"{lib}: needs {r.name}, which the checked torch/CUDA environment does not have ({r.detail})"
     if r.problem == "version":
         return f"{lib}: {shown}@{r.version} {r.detail}"
+    if r.problem == "static-runtime":
+        return (f"{lib} carries its own C++ runtime ({r.detail}); torch loads libstdc++.so.6, and "
+                f"two C++ runtimes in one process crash on the first exception. Build with a g++ "
+                f"that links libstdc++.so.6 (e.g. CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++)")
     return f"{lib}: undefined symbol {shown} (expected in {r.expected}): {r.detail}"
 
 
@@ -310,8 +330,13 @@ def read_elf(stream, path: str) -> ElfInfo:
             for aux in auxes:
                 vermap[aux["vna_other"]] = (aux.name, vn.name)
     undefined: list[Undef] = []
+    runtime: list[str] = []
     for i, s in enumerate(dynsym.iter_symbols()):
-        if i == 0 or s["st_shndx"] != "SHN_UNDEF" or not s.name:
+        if i == 0 or not s.name:
+            continue
+        if s["st_shndx"] != "SHN_UNDEF":
+            if s.name in CXX_RUNTIME_MARKERS:
+                runtime.append(s.name)
             continue
         version = version_file = None
         if versym is not None:
@@ -319,7 +344,7 @@ def read_elf(stream, path: str) -> ElfInfo:
             if isinstance(ndx, int) and ndx in vermap:
                 version, version_file = vermap[ndx]
         undefined.append(Undef(s.name, version, version_file, s["st_info"]["bind"] == "STB_WEAK"))
-    return ElfInfo(path, tuple(needed), tuple(undefined))
+    return ElfInfo(path, tuple(needed), tuple(undefined), tuple(sorted(runtime)))
 
 
 class ElfLibrary:
@@ -501,6 +526,8 @@ def check(target: Path, torch_dir: Path | None = None, abi: str = "auto",
                            detail=f"not in {tdir / 'lib'} nor its nvidia/*/lib; a load fails with "
                                   f"'cannot open shared object file'")
                 for n in missing_libraries(elf.needed, cache[elf.needed], policy)]
+        if (static := static_runtime_problem(elf)) is not None:
+            res.append(static)
         reports.append(FileReport(path, kind, list(elf.needed), res))
     return reports, context
 

@@ -90,6 +90,8 @@ def stage_kernels(args) -> int:
         print(f"blackwheel: skipping {name}: {reason}")
     cache = S.default_cache_dir()
     dirs = S.prepare(config, plan.sources, cache, log=print)
+    # our own csrc/ too: nvcc's internal symbol names follow the source's real path
+    dirs["own"] = S.stage_tree(config.path.parent / "csrc", cache, "blackwheel-csrc")
     jobs = _jobs(plan)
     print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
           f"({jobs['reason']})")

@@ -307,6 +307,42 @@ def prepare(config: Config, names: Iterable[str], cache: Path | None = None,
     return out
 
 
+def tree_digest(root: Path) -> str:
+    """Content hash of a directory: sorted relative paths and file bytes (no mtimes)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root).as_posix()
+        h.update(f"{rel}\0{f.stat().st_size}\0".encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def stage_tree(src: Path, cache: Path, name: str) -> Path:
+    """Copy ``src`` (the project's own csrc/) into the cache, content-addressed:
+    <cache>/trees/<name>-<digest>. nvcc names internal-linkage device symbols
+    (_INTERNAL_<hash>_...) after the *real* path of the source file, so a .cu
+    compiled from the checkout differs between two checkouts; compiled from the
+    cache it is the same for every checkout (measured with nvcc 13.0.88: neither
+    -frandom-seed, prefix maps, relative paths nor symlinks change that hash)."""
+    tree = cache / "trees" / f"{name}-{tree_digest(src)}"
+    if (tree / ".blackwheel-complete").is_file():
+        return tree
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=tree.parent, prefix=f".{name}-"))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        (tmp / ".blackwheel-complete").write_text(json.dumps({"copied_from": name}))
+        try:
+            os.rename(tmp, tree)
+        except OSError:
+            if not (tree / ".blackwheel-complete").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return tree
+
+
 def source_records(config: Config, names: Iterable[str]) -> list[dict]:
     """What goes into the build record for each source."""
     recs = []
