@@ -283,3 +283,24 @@ def test_for_build_without_torch_names_the_fix(tmp_path):
     assert res.returncode == 1
     assert "torch is not installed in the build environment" in res.stderr
     assert L.pip_fix(load_lock(REPO / "torch-lock.toml")) in res.stderr
+
+
+def test_build_requires_are_exact_and_match_the_test_environment():
+    """Every build input is pinned with == (the build record names their versions, and
+    a range once resolved to two cmake releases for two builds minutes apart); the test
+    venv (ci/requirements-test.txt) builds with --no-build-isolation on the same pins."""
+    import tomllib
+    from packaging.requirements import Requirement
+    build = [Requirement(r) for r in
+             tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]]
+    loose = [str(r) for r in build if not str(r.specifier).startswith("==")]
+    assert not loose, f"pin these exactly in build-system.requires: {loose}"
+    test_reqs = {}
+    for line in (REPO / "ci" / "requirements-test.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            r = Requirement(line)
+            test_reqs[r.name.lower()] = str(r.specifier)
+    differ = {r.name: (str(r.specifier), test_reqs.get(r.name.lower())) for r in build
+              if test_reqs.get(r.name.lower()) != str(r.specifier)}
+    assert not differ, f"ci/requirements-test.txt differs from build-system.requires: {differ}"
