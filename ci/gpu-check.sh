@@ -21,7 +21,8 @@ run import.txt python3 -c "import torch, blackwheel; print('torch', torch.__vers
 run info.txt python3 -m blackwheel info
 run doctor.txt python3 -m blackwheel doctor
 for so in "$site"/blackwheel/_*.abi3.so; do
-  run abi-check.txt python3 -m blackwheel abi-check "$so" --abi stable
+  # BLACKWHEEL_MANYLINUX: for a wheel built on this host (its glibc), not the project's policy
+  run abi-check.txt python3 -m blackwheel abi-check "$so" --abi stable ${BLACKWHEEL_MANYLINUX:+--policy "$BLACKWHEEL_MANYLINUX"}
 done
 run smoke.txt python3 -m blackwheel smoke --json smoke.json
 run pytest-gpu.txt python3 -m pytest -q -p no:cacheprovider "$repo/tests/gpu"
