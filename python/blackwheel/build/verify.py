@@ -444,8 +444,9 @@ def build_facts(info: dict | None) -> list[str]:
     srcs = info.get("sources") or []
     if srcs:
         facts.append("sources: " + ", ".join(
-            f"{s.get('name')} {s.get('version')}" + (f" (+{len(s.get('patches') or [])} patches)"
-                                                    if s.get("patches") else "") for s in srcs))
+            (f"{s.get('name')} {s.get('version')}" if s.get("dist", s.get("name")) == s.get("name")
+             else f"{s.get('name')} from {s.get('dist')} {s.get('version')}")
+            + (f" (+{len(s.get('patches') or [])} patches)" if s.get("patches") else "") for s in srcs))
     for fam, k in sorted((info.get("kernels") or {}).items()):
         facts.append(f"family {fam}: {', '.join(k.get('archs') or [])} -> {k.get('library', '?')} "
                      f"({k.get('abi', '?')}, {len(k.get('ops') or [])} ops)")
