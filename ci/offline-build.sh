@@ -21,7 +21,7 @@ PYTHONPATH=python python3 -m blackwheel lock            # this host's torch beco
 # the post-link ABI check holds the binaries to this host's glibc, not the project's policy
 export BLACKWHEEL_MANYLINUX="${BLACKWHEEL_MANYLINUX:-$(python3 -c 'import platform; print("manylinux_" + platform.libc_ver()[1].replace(".", "_"))')}"
 for spec in "$@"; do
-  kernels="${spec%%|*}"; archs="${spec#*|}"; tag="${kernels}_${archs//;/-}"
+  kernels="${spec%%|*}"; archs="${spec#*|}"; tag="${kernels//;/+}_${archs//;/-}"   # no ";" in paths (CMake lists)
   start=$(date +%s.%N)
   if BLACKWHEEL_KERNELS="$kernels" BLACKWHEEL_ARCHS="$archs" python3 -m pip wheel --no-build-isolation \
        --no-deps -v . -w "$scratch/dist-$tag" -C build-dir="$scratch/build-$tag" > "$out/build-$tag.log" 2>&1; then

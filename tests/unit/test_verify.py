@@ -124,6 +124,23 @@ def test_spills_allowed_by_family_policy(policy):
     assert viol == []
 
 
+def test_spill_allowance_per_target(policy, tmp_path):
+    """max_stack_bytes may be { default = N, "8.9" = M }: an allowance for one target
+    (vLLM's c2x sm_89 kernels) does not relax the others."""
+    (k,) = cubins("spill")[0].kernels
+    p = tmp_path / "p.toml"
+    for table, allowed in ((f'{{ default = 0, "8.9" = {k.stack} }}', False),
+                           (f'{{ default = 0, "12.0a" = {k.stack} }}', True),
+                           (f'{{ default = {k.stack} }}', True)):
+        p.write_text(f"[families.scaled_mm]\nmax_stack_bytes = {table}\n")
+        fam = dict(policy.families, scaled_mm=v.load_policy(p).families["scaled_mm"])
+        _, viol = v.check([lib("spill")], v.Policy(policy.limits, fam, policy.stack, policy.ptx_only))
+        assert (viol == []) is allowed, table
+    p.write_text('[families.x]\nmax_stack_bytes = { "sm_89" = 8 }\n')
+    with pytest.raises(v.VerifyError, match="max_stack_bytes must be BYTES or"):
+        v.load_policy(p)
+
+
 def test_largest_static_smem_ptxas_allows_passes(policy):
     # 101,376 bytes static (the ptxas maximum for sm_120a) reports SHARED:102400
     rows, viol = v.check([lib("maxsmem")], policy)

@@ -66,6 +66,10 @@ class FamilyPolicy:
     dynamic_smem_max: dict = field(default_factory=dict)   # arch base ("12.0a") -> bytes
     max_stack_bytes: int = 0
     dynamic_smem_rule: str = ""     # blackwheel.build.launch_smem rule; "" = not checked
+    max_stack_by_arch: dict = field(default_factory=dict)  # arch ("8.9") -> bytes, overrides
+
+    def stack_limit(self, arch: str) -> int:
+        return self.max_stack_by_arch.get(arch, self.max_stack_bytes)
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,17 @@ def parse_policy(data: dict, where: str = "verify policy") -> Policy:
         if rule and rule not in launch_smem.RULES:
             raise VerifyError(f"{where}: [families.{name}] dynamic_smem_rule must be one of "
                               f"{', '.join(launch_smem.RULES)}, got {rule!r}")
-        families[name] = FamilyPolicy(dyn, int(t.get("max_stack_bytes", 0)), rule)
+        stack = t.get("max_stack_bytes", 0)
+        try:   # BYTES, or { default = BYTES, "8.9" = BYTES, ... } per target
+            if isinstance(stack, dict):
+                by_arch = {parse_arch(a).base: int(v) for a, v in stack.items() if a != "default"}
+                stack = int(stack.get("default", 0))
+            else:
+                by_arch, stack = {}, int(stack)
+        except (ArchError, ValueError, TypeError) as e:
+            raise VerifyError(f"{where}: [families.{name}] max_stack_bytes must be BYTES or "
+                              f"{{ default = BYTES, \"8.9\" = BYTES }} ({e})") from None
+        families[name] = FamilyPolicy(dyn, stack, rule, by_arch)
     return Policy(limits, families, sev["stack"], sev["ptx_only"])
 
 
@@ -274,7 +288,7 @@ def _kernel_violations(k: Kernel, fam: str, sm: str, so: str, lim: Limits, dyn: 
                              f"family {fam}, {sm}, kernel {k.name} in {so}: {k.registers} registers "
                              f"per thread exceeds {lim.registers_per_thread}"))
     local = max(k.stack, k.local)
-    if local > fpol.max_stack_bytes:
+    if local > fpol.stack_limit(arch_of_sm(sm)):
         out.append(Violation(policy.stack, "stack", fam, sm, so,
                              f"family {fam}, {sm}, kernel {k.name} in {so}: {local} bytes of stack/local "
                              f"memory per thread (register spills or local arrays; {k.registers} registers). "
