@@ -48,7 +48,7 @@ def strip_launcher(argv: list[str]) -> list[str]:
 def redirect_output(argv: list[str], obj: str) -> list[str]:
     """The same command writing its object (and no depfile) elsewhere."""
     out, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
             continue
@@ -80,10 +80,10 @@ def pick(entries: list[dict], durations: dict[str, float], per_family: int) -> l
 def measure(argv: list[str], cwd: str) -> tuple[int, float, int]:
     """(exit code, wall seconds, peak RSS bytes of the largest process in the job)."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # output to DEVNULL, not a pipe: nobody reads it while waiting, and CUTLASS warnings fill pipes
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stderr.close()
     return proc.returncode, time.monotonic() - t0, usage.ru_maxrss * 1024  # Linux: KiB
 
 
