@@ -55,9 +55,10 @@ def redirect_output(argv: list[str], obj: str) -> list[str]:
         if a == "-o":
             out += ["-o", obj]
             skip = True
+        elif a in ("-MF", "-MT", "-MQ"):          # depfile flags with a separate argument
+            skip = True
         elif a in ("-MD", "-MMD") or a.startswith(("-MF", "-MT", "-MQ")):
-            if a in ("-MF", "-MT", "-MQ"):
-                skip = True
+            pass
         else:
             out.append(a)
     return out
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if (build / ".ninja_log").is_file():
         for step in parse_ninja_log((build / ".ninja_log").read_text()):   # every build in the log:
             for out in step.outputs:                                       # keep each TU's longest
-                durations[out] = max(durations.get(out, 0.0), (step.end_ms - step.start_ms) / 1000)
+                durations[out] = max(durations.get(out, 0.0), step.duration_ms / 1000)
     chosen = [c for c in pick(entries, durations, args.per_family)
               if not args.family or c["family"] in args.family]
     if not chosen:

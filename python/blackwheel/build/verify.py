@@ -174,6 +174,11 @@ def cubins_from_outputs(listing: str, res_usage: str) -> list[Cubin]:
 
 
 # ------------------------------------------------------------------ policy (pure)
+def _per_arch(table: dict) -> dict:
+    """{ "12.0a" = BYTES, ... } from the policy file -> {arch base: int}."""
+    return {parse_arch(a).base: int(v) for a, v in table.items()}
+
+
 def parse_policy(data: dict, where: str = "verify policy") -> Policy:
     limits = {}
     for sm, t in (data.get("limits") or {}).items():
@@ -197,7 +202,7 @@ def parse_policy(data: dict, where: str = "verify policy") -> Policy:
             raise VerifyError(f"{where}: [families.{name}] dynamic_smem_max must be a table "
                               f"{{ \"12.0a\" = BYTES }}, got {dyn!r}")
         try:
-            dyn = {parse_arch(a).base: int(v) for a, v in dyn.items()}
+            dyn = _per_arch(dyn)
         except (ArchError, ValueError) as e:
             raise VerifyError(f"{where}: [families.{name}] dynamic_smem_max: {e}") from None
         rule = t.get("dynamic_smem_rule", "")
@@ -207,7 +212,7 @@ def parse_policy(data: dict, where: str = "verify policy") -> Policy:
         stack = t.get("max_stack_bytes", 0)
         try:   # BYTES, or { default = BYTES, "8.9" = BYTES, ... } per target
             if isinstance(stack, dict):
-                by_arch = {parse_arch(a).base: int(v) for a, v in stack.items() if a != "default"}
+                by_arch = _per_arch({a: v for a, v in stack.items() if a != "default"})
                 stack = int(stack.get("default", 0))
             else:
                 by_arch, stack = {}, int(stack)
