@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Peak memory of one nvcc job per kernel family (not a test): the data behind
-blackwheel.build.jobs.PEAK_RSS, which decides how many compile jobs fit in memory.
+blackwheel_factory.plan.jobs.PEAK_RSS, which decides how many compile jobs fit in memory.
 
     python benchmarks/bench_nvcc_memory.py --build-dir BUILD [--per-family 1] [--family F] [--json out.json]
 
@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from blackwheel.build.jobs import PEAK_RSS  # noqa: E402
-from blackwheel.build.report import parse_ninja_log  # noqa: E402
+from blackwheel_factory.plan.jobs import PEAK_RSS  # noqa: E402
+from blackwheel_factory.compile.report import parse_ninja_log  # noqa: E402
 
 LAUNCHERS = {"sccache", "ccache"}
 FAMILY_RE = re.compile(r"CMakeFiles/bw_([A-Za-z0-9_]+)\.dir/")

@@ -36,7 +36,7 @@ function(blackwheel_build_info)
       string(TOUPPER "${family}" up)
       add_custom_command(TARGET ${t} POST_BUILD
         COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${BW_PYTHONPATH}"
-                "${Python_EXECUTABLE}" -m blackwheel.build abi-check "$<TARGET_FILE:${t}>"
+                "${Python_EXECUTABLE}" -m blackwheel_factory abi-check "$<TARGET_FILE:${t}>"
                 --abi "${BW_${up}_ABI}" --policy "${BW_MANYLINUX_POLICY}"
         COMMENT "blackwheel: ABI check of $<TARGET_FILE_NAME:${t}> against the locked torch"
         VERBATIM)

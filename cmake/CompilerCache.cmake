@@ -32,7 +32,7 @@
 # blackwheel_job_pools(<jobs> [LINK_JOBS <n>] [NVCC_THREADS <t>])
 #   Ninja job pools: at most <jobs> compiles (CUDA and C++) and <n> links (default 1)
 #   at once, whatever `-j` ninja gets. <jobs> comes from
-#   `python -m blackwheel.build plan` (blackwheel.build.jobs.decide_jobs: cores,
+#   `python -m blackwheel_factory plan` (blackwheel_factory.plan.jobs.decide_jobs: cores,
 #   free memory, cgroup limit, MAX_JOBS, NVCC_THREADS). NVCC_THREADS <t> > 1 adds
 #   `--threads=<t>` to CMAKE_CUDA_FLAGS (nvcc compiles <t> archs of one TU at once).
 include_guard(GLOBAL)
@@ -166,7 +166,7 @@ function(blackwheel_job_pools jobs)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "LINK_JOBS;NVCC_THREADS" "")
   if(NOT jobs MATCHES "^[1-9][0-9]*$")
     message(FATAL_ERROR "blackwheel_job_pools: jobs must be a positive integer, got '${jobs}' "
-      "(it comes from `python -m blackwheel.build plan`; set MAX_JOBS=N to override)")
+      "(it comes from `python -m blackwheel_factory plan`; set MAX_JOBS=N to override)")
   endif()
   if(NOT DEFINED arg_LINK_JOBS)
     set(arg_LINK_JOBS 1)

@@ -1,4 +1,4 @@
-# Run blackwheel's Python build tooling (python/blackwheel/build) with the
+# Run blackwheel's Python build tooling (python/blackwheel_factory) with the
 # interpreter scikit-build-core runs (the build environment's, with torch).
 if(NOT Python_EXECUTABLE)
   find_package(Python COMPONENTS Interpreter REQUIRED)
@@ -13,9 +13,9 @@ endif()
 function(blackwheel_python)
   execute_process(
     COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${BW_PYTHONPATH}"
-            "${Python_EXECUTABLE}" -m blackwheel.build ${ARGN}
+            "${Python_EXECUTABLE}" -m blackwheel_factory ${ARGN}
     RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "blackwheel: `python -m blackwheel.build ${ARGV0} ...` failed (see the message above)")
+    message(FATAL_ERROR "blackwheel: `python -m blackwheel_factory ${ARGV0} ...` failed (see the message above)")
   endif()
 endfunction()

@@ -36,8 +36,8 @@ def _site_torch() -> Path:
 @pytest.fixture(scope="session")
 def locked_torch_dir() -> Path:
     """The torch package of the test interpreter; must be the locked one."""
-    from blackwheel.build.config import load_lock
-    from blackwheel.build.lock import facts_from_torch_dir
+    from blackwheel_factory.inputs.config import load_lock
+    from blackwheel_factory.inputs.lock import facts_from_torch_dir
     d = _site_torch()
     facts = facts_from_torch_dir(d)
     lock = load_lock(REPO / "torch-lock.toml")

@@ -26,13 +26,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "python" / "blackwheel"
+FACTORY = REPO / "python" / "blackwheel_factory"   # shipped next to blackwheel (ops imports plan.archs)
 TAG = "cp39-abi3-manylinux_2_28_x86_64"
 EPOCH = (2026, 11, 1, 0, 0, 0)
 
 
 def torch_lock_dict() -> dict:
     sys.path.insert(0, str(REPO / "python"))
-    from blackwheel.build.config import load_lock
+    from blackwheel_factory.inputs.config import load_lock
     return load_lock(REPO / "torch-lock.toml").as_dict()
 
 
@@ -69,6 +70,9 @@ def make_wheel(out_dir: Path, *, version: str = "0.1.0", info: dict | None = Non
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".so", ".pyc") \
                 and p.name != "_build_info.json":
             files["blackwheel/" + p.relative_to(PKG).as_posix()] = p.read_bytes()
+    for p in sorted(FACTORY.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+            files["blackwheel_factory/" + p.relative_to(FACTORY).as_posix()] = p.read_bytes()
     info = info if info is not None else build_info()
     files["blackwheel/_build_info.json"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
     for rel, data in (extra or {}).items():

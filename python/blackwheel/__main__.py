@@ -1,3 +1,3 @@
-from blackwheel.build.cli import main
+from blackwheel_factory.cli import main
 
 raise SystemExit(main())

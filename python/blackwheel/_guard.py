@@ -2,7 +2,7 @@
 
 Cheap to import (json + pathlib); torch is imported only by ``check_torch``,
 i.e. only when a build record exists. The comparison itself is
-``blackwheel.build.lock.compare`` (pure, shared with ``lock --check``).
+``blackwheel_factory.inputs.lock.compare`` (pure, shared with ``lock --check``).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def build_info(path: Path | None = None) -> dict | None:
 
 def _installed_torch():
     """(TorchFacts | None, why) of the torch this interpreter imports."""
-    from blackwheel.build.lock import import_torch_facts
+    from blackwheel_factory.inputs.lock import import_torch_facts
     return import_torch_facts()
 
 
@@ -50,7 +50,7 @@ def check_torch(info: dict, facts=...) -> None:
     """Raise TorchMismatchError (an ImportError) naming the installed and the
     required torch and the pip command that fixes it. ``facts`` is for tests;
     by default torch is imported here."""
-    from blackwheel.build import lock as L
+    from blackwheel_factory.inputs import lock as L
     try:
         lock = L.lock_from_dict(info["torch"]["lock"])
     except (KeyError, TypeError, ValueError) as e:

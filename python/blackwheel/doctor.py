@@ -44,8 +44,8 @@ def cubin_cuda(info: dict) -> tuple[int, int] | None:
 def diagnose(info: dict, facts, torch_error: str, gpus: list[Gpu] | None, gpu_note: str,
              driver_cuda: tuple[int, int] | None) -> list[tuple[str, str]]:
     """(level, line): level is ok | warn | fail | info."""
-    from blackwheel.build import archs as A
-    from blackwheel.build.lock import compare, lock_from_dict, pip_fix, required_label
+    from blackwheel_factory.plan import archs as A
+    from blackwheel_factory.inputs.lock import compare, lock_from_dict, pip_fix, required_label
     out: list[tuple[str, str]] = []
     lock = lock_from_dict(info["torch"]["lock"])
     abi = info.get("abi", "classic")
@@ -103,7 +103,7 @@ def diagnose(info: dict, facts, torch_error: str, gpus: list[Gpu] | None, gpu_no
 # --- effects -------------------------------------------------------------------
 def probe() -> tuple[object, str, list[Gpu] | None, str, tuple[int, int] | None]:
     """(facts, torch_error, gpus, gpu_note, driver_cuda) of this machine."""
-    from blackwheel.build.lock import import_torch_facts
+    from blackwheel_factory.inputs.lock import import_torch_facts
     facts, err = import_torch_facts()
     if facts is None:
         return None, err, None, "torch is not importable", _driver_via_ctypes()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from blackwheel.build.archs import Arch, parse_arch, runnable
+from blackwheel_factory.plan.archs import Arch, parse_arch, runnable
 from blackwheel.marlin_fp4 import FLOAT4_E2M1F_ID, MarlinFP4Weight, make_workspace
 
 __all__ = ["scaled_mm", "scaled_fp4_quant", "cutlass_fp4_gemm", "marlin_fp4_gemm", "flash_attn_func",

@@ -1,4 +1,5 @@
-"""`python -m blackwheel COMMAND`: one entry point, one module per command.
+"""`python -m blackwheel_factory COMMAND` (also `python -m blackwheel COMMAND` and the
+`blackwheel` console script): one entry point, one module per command.
 
 Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules are imported only when their command runs, so build tooling works
@@ -15,22 +16,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("blackwheel.info", "show the build record of the installed wheel"),
     "doctor": ("blackwheel.doctor", "check GPUs, torch and driver against what was built"),
     "smoke": ("blackwheel.smoke", "run every op on this GPU against a plain-torch reference"),
-    "plan": ("blackwheel.build.plan_cmd", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
-    "sources": ("blackwheel.build.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
-    "lock": ("blackwheel.build.lock", "write (or --check) torch-lock.toml from the current environment"),
-    "abi-check": ("blackwheel.build.abi", "resolve every undefined symbol of a wheel/.so against the locked torch"),
-    "verify": ("blackwheel.build.verify", "list cubins/resources per arch and check them; compare two wheels"),
-    "repair": ("blackwheel.build.repair", "auditwheel repair without vendoring torch/CUDA"),
-    "build-report": ("blackwheel.build.report", "time/cache report of the last build from ninja's log"),
-    "publish": ("blackwheel.build.publish", "verify, upload with twine, read back and compare sha256"),
-    "index": ("blackwheel.build.index", "write a static PEP 503/691 index for a directory of wheels"),
-    "constraints": ("blackwheel.build.constraints", "write a hash-pinned requirements file for image builds"),
+    "plan": ("blackwheel_factory.plan.cmake_bridge", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
+    "sources": ("blackwheel_factory.sources.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
+    "lock": ("blackwheel_factory.inputs.lock", "write (or --check) torch-lock.toml from the current environment"),
+    "abi-check": ("blackwheel_factory.checks.abi", "resolve every undefined symbol of a wheel/.so against the locked torch"),
+    "verify": ("blackwheel_factory.checks.verify", "list cubins/resources per arch and check them; compare two wheels"),
+    "repair": ("blackwheel_factory.packaging.repair", "auditwheel repair without vendoring torch/CUDA"),
+    "build-report": ("blackwheel_factory.compile.report", "time/cache report of the last build from ninja's log"),
+    "publish": ("blackwheel_factory.publishing.publish", "verify, upload with twine, read back and compare sha256"),
+    "index": ("blackwheel_factory.publishing.index", "write a static PEP 503/691 index for a directory of wheels"),
+    "constraints": ("blackwheel_factory.publishing.constraints", "write a hash-pinned requirements file for image builds"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m blackwheel") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m blackwheel",
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="blackwheel: verified SM_120 kernel wheels")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         parser.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     module = importlib.import_module(COMMANDS[name][0])
-    cmd_parser = argparse.ArgumentParser(prog=f"python -m blackwheel {name}",
+    cmd_parser = argparse.ArgumentParser(prog=f"{prog} {name}",
                                          description=COMMANDS[name][1])
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])

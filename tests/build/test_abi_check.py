@@ -80,7 +80,7 @@ def test_classic_library_fails_stable_check(tiny_sos):
 
 def test_wheel_uses_build_record_abi(tmp_path, tiny_sos, locked_torch_dir):
     """In a wheel, each library is checked under the ABI its build record declares."""
-    from blackwheel.build.config import load_lock
+    from blackwheel_factory.inputs.config import load_lock
     from fixtures_abi import REPO
     rec = tmp_path / "rec"
     rec.mkdir()

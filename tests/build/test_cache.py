@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import compiler_cache as cc
+from blackwheel_factory.compile import compiler_cache as cc
 
 pytestmark = pytest.mark.build
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.build
 
 @pytest.fixture(scope="module")
 def locked() -> dict:
-    from blackwheel.build.config import load_lock
+    from blackwheel_factory.inputs.config import load_lock
     return load_lock(REPO / "torch-lock.toml").as_dict()
 
 
@@ -122,7 +122,7 @@ def test_lock_check_reports_each_difference(other_torch_venv):
 
 
 def test_configure_check_names_no_build_isolation_fix(other_torch_venv):
-    res = run_cli(other_torch_venv, ["-m", "blackwheel.build", "lock", "--check", "--for-build"])
+    res = run_cli(other_torch_venv, ["-m", "blackwheel_factory", "lock", "--check", "--for-build"])
     assert res.returncode == 1
     assert ("you built with --no-build-isolation against torch 2.13.0+cpu" in res.stderr)
     assert "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130" in res.stderr

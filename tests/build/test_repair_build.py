@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_verify_build import DATA, SM90, SM120, build_info, cli, compile_so, make_wheel  # noqa: E402
-from blackwheel.build import repair  # noqa: E402
+from blackwheel_factory.packaging import repair  # noqa: E402
 
 pytestmark = pytest.mark.build
 

@@ -69,7 +69,7 @@ def test_two_directories_give_identical_so(tmp_path):
 
 def test_normalised_wheel_is_stable_and_against_explains(tmp_path):
     sys.path.insert(0, PY)
-    from blackwheel.build import repro
+    from blackwheel_factory.packaging import repro
     so = build_in(tmp_path / "a", flags=True)
     info = build_info({"k": (["12.0a", "9.0a"], "_k.abi3.so")})
     w1 = make_wheel(tmp_path / "w1", {"_k.abi3.so": so}, info)

@@ -81,7 +81,7 @@ def make_wheel(outdir: Path, sos: dict[str, Path], info: dict | None,
                extra: dict[str, bytes] | None = None) -> Path:
     """A minimal blackwheel wheel (cp39-abi3-linux_x86_64), normalised."""
     sys.path.insert(0, PY)
-    from blackwheel.build import repro
+    from blackwheel_factory.packaging import repro
     outdir.mkdir(parents=True, exist_ok=True)
     di = "blackwheel-0.1.0.dist-info"
     members = {
@@ -171,7 +171,7 @@ def test_flags_smem_over_limit_with_dynamic_policy(sos, tmp_path):
     w = make_wheel(tmp_path, {"_big.abi3.so": sos["bigsmem"]}, build_info({"big": (["12.0a"], "_big.abi3.so")}))
     assert cli("verify", str(w)).returncode == 0           # 64 KiB static alone fits
     pol = tmp_path / "policy.toml"
-    default = (ROOT / "python/blackwheel/build/policies/verify.toml").read_text()
+    default = (ROOT / "python/blackwheel_factory/policies/verify.toml").read_text()
     pol.write_text(default + '\n[families.big]\ndynamic_smem_max = { "12.0a" = 40000 }\n')
     r = cli("verify", str(w), "--policy", str(pol))
     assert r.returncode == 1 and "exceeds the 101376-byte limit" in r.stderr

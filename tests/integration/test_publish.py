@@ -95,7 +95,7 @@ def test_twine_failure_output_is_scrubbed(tmp_path):
 
 
 def test_scrubber_removes_secrets_tokens_and_userinfo():
-    from blackwheel.build.publish import Credentials, Scrubber
+    from blackwheel_factory.publishing.publish import Credentials, Scrubber
     c = Credentials("alice", "p@ss:w/rd")
     token = c.header()["Authorization"].split()[1]
     text = (f"POST https://alice:p%40ss%3Aw%2Frd@idx/ failed; password p@ss:w/rd; "
@@ -108,7 +108,7 @@ def test_scrubber_removes_secrets_tokens_and_userinfo():
 def test_verify_failure_blocks_upload(server, tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    from blackwheel.build import publish as P
+    from blackwheel_factory.publishing import publish as P
     w = make_wheel(tmp_path / "dist")
     monkeypatch.setenv("TWINE_USERNAME", USER)
     monkeypatch.setenv("TWINE_PASSWORD", PASSWORD)
@@ -132,7 +132,7 @@ def test_verify_failure_blocks_upload(server, tmp_path, monkeypatch, capsys):
 
 def test_constraints_resolves_against_the_authenticated_index(server, tmp_path):
     """--torch-index: hashes come from the index's #sha256= fragments; no credential in the lock."""
-    from blackwheel.build.config import load_lock
+    from blackwheel_factory.inputs.config import load_lock
     git = load_lock(Path(__file__).resolve().parents[2] / "torch-lock.toml").git_version
     pkgs = server.root / "packages"
     torch = tiny_wheel(pkgs, "torch", "2.14.1", ["fakedep-a"],
@@ -154,7 +154,7 @@ def test_constraints_resolves_against_the_authenticated_index(server, tmp_path):
 
 def test_real_verify_blocks_a_wheel_it_cannot_check(server, tmp_path):
     """No _build_info.json: `blackwheel verify` exits non-zero, so nothing is uploaded."""
-    pytest.importorskip("blackwheel.build.verify")
+    pytest.importorskip("blackwheel_factory.checks.verify")
     import zipfile
     w = make_wheel(tmp_path / "dist")
     stripped = tmp_path / "stripped" / w.name

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import abi as A
+from blackwheel_factory.checks import abi as A
 
 
 def provider(name: str, kind: str, names: set[str]) -> A.Provider:

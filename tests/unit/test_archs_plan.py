@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import archs as A
-from blackwheel.build.config import ConfigError, load_config, parse_config
-from blackwheel.build.plan import PlanError, make_plan, plan_as_dict
+from blackwheel_factory.plan import archs as A
+from blackwheel_factory.inputs.config import ConfigError, load_config, parse_config
+from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 REPO = Path(__file__).resolve().parents[2]
 NVCC_13 = {75, 80, 86, 87, 88, 89, 90, 100, 110, 103, 120, 121}

@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from publish_helpers import REPO, make_wheel, run_cli, sha256, tiny_wheel  # noqa: E402
 
-from blackwheel.build import constraints as C  # noqa: E402
-from blackwheel.build.config import load_lock  # noqa: E402
+from blackwheel_factory.publishing import constraints as C  # noqa: E402
+from blackwheel_factory.inputs.config import load_lock  # noqa: E402
 
 LOCK = load_lock(REPO / "torch-lock.toml")
 

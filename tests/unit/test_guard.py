@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from blackwheel import _guard as G
-from blackwheel.build.lock import TorchFacts
+from blackwheel_factory.inputs.lock import TorchFacts
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = {"version": "2.14.1+cu130", "git_version": "5c4886908584029761b579af026dcfb627c84070",

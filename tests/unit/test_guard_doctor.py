@@ -8,7 +8,7 @@ import pytest
 
 from blackwheel import doctor as D
 from blackwheel import info as I
-from blackwheel.build.lock import TorchFacts
+from blackwheel_factory.inputs.lock import TorchFacts
 
 LOCK = {"version": "2.14.1+cu130", "git_version": "5c4886908584029761b579af026dcfb627c84070",
         "cuda": "13.0", "cxx11_abi": True, "stable_target": "2.11"}

@@ -11,8 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from publish_helpers import make_wheel, run_cli, sha256  # noqa: E402
 
-from blackwheel.build import index as ix  # noqa: E402
-from blackwheel.build import simple_index as si  # noqa: E402
+from blackwheel_factory.publishing import index as ix  # noqa: E402
+from blackwheel_factory.publishing import simple_index as si  # noqa: E402
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

@@ -1,8 +1,8 @@
-"""blackwheel.build.jobs: memory-aware job count (pure) and host fact parsers."""
+"""blackwheel_factory.plan.jobs: memory-aware job count (pure) and host fact parsers."""
 import pytest
 
-from blackwheel.build import jobs as J
-from blackwheel.build.jobs import GiB, JobsError, decide_jobs
+from blackwheel_factory.plan import jobs as J
+from blackwheel_factory.plan.jobs import GiB, JobsError, decide_jobs
 
 FA = ["flash_attn"]          # 6 GiB per job
 SMM = ["scaled_mm"]          # 5 GiB per job

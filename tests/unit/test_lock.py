@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import lock as L
-from blackwheel.build.config import ConfigError, TorchLock, format_lock, load_lock, parse_lock
+from blackwheel_factory.inputs import lock as L
+from blackwheel_factory.inputs.config import ConfigError, TorchLock, format_lock, load_lock, parse_lock
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = TorchLock("2.14.1+cu130", "5c4886908584029761b579af026dcfb627c84070", "13.0", True, "2.11")
@@ -278,7 +278,7 @@ def test_for_build_without_torch_names_the_fix(tmp_path):
         pytest.skip("needs a Python >= 3.11 without torch at /usr/bin/python3")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO / "python")
-    res = subprocess.run([py, "-m", "blackwheel.build", "lock", "--check", "--for-build"],
+    res = subprocess.run([py, "-m", "blackwheel_factory", "lock", "--check", "--for-build"],
                          capture_output=True, text=True, cwd=REPO, env=env)
     assert res.returncode == 1
     assert "torch is not installed in the build environment" in res.stderr

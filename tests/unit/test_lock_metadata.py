@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import metadata as M
-from blackwheel.build.config import load_lock
-from blackwheel.build.plan import PlanError
+from blackwheel_factory.compile import metadata as M
+from blackwheel_factory.inputs.config import load_lock
+from blackwheel_factory.plan.plan import PlanError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_scikit_build_core_loads_provider_from_pyproject(monkeypatch):
     """Through scikit-build-core's own loader, with the table pyproject.toml declares."""
     loader = pytest.importorskip("scikit_build_core.builder._load_provider")
     process_legacy_dynamic_metadata = loader.process_legacy_dynamic_metadata
-    from blackwheel.build.config import tomllib
+    from blackwheel_factory.inputs.config import tomllib
     monkeypatch.delenv("BLACKWHEEL_KERNELS", raising=False)
     monkeypatch.delenv("BLACKWHEEL_ARCHS", raising=False)
     monkeypatch.chdir(REPO)
@@ -94,7 +94,7 @@ def test_scikit_build_core_loads_provider_from_pyproject(monkeypatch):
 
 
 def test_provider_imports_without_torch():
-    code = ("import sys, blackwheel.build.metadata as m\n"
+    code = ("import sys, blackwheel_factory.compile.metadata as m\n"
             "m.dynamic_metadata('dependencies', {})\n"
             "print('torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(REPO / "python")}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from blackwheel import ops, smoke
-from blackwheel.build.archs import parse_arch
+from blackwheel_factory.plan.archs import parse_arch
 from blackwheel.testing import cases as C
 from blackwheel.testing.compare import Check, compare
 

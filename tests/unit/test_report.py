@@ -1,12 +1,12 @@
-"""blackwheel.build.report / compiler_cache: ninja log and cache stats parsing."""
+"""blackwheel_factory.compile.report / compiler_cache: ninja log and cache stats parsing."""
 import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from blackwheel.build import compiler_cache as cc
-from blackwheel.build import report as R
+from blackwheel_factory.compile import compiler_cache as cc
+from blackwheel_factory.compile import report as R
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 # Real log of tests/build/cuda_tiny (nvcc 13.0.88, sm_80 + sm_120a, no cache, 2 cores):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import elfdiff, repro
+from blackwheel_factory.checks import elfdiff
+from blackwheel_factory.packaging import repro
 
 DI = "demo-1.0.dist-info"
 
@@ -147,7 +148,7 @@ def test_elf_diff_names_sections():
 
 
 # ------------------------------------------------------------------- repair (pure parts)
-from blackwheel.build import repair  # noqa: E402
+from blackwheel_factory.packaging import repair  # noqa: E402
 
 
 def test_repair_command_excludes_torch_and_cuda():

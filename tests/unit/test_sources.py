@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import sources as S
-from blackwheel.build.config import Config, Source, load_config
+from blackwheel_factory.sources import fetch as S
+from blackwheel_factory.inputs.config import Config, Source, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,7 +191,7 @@ def test_bundle_holds_only_what_the_build_needs_and_restores_offline(tmp_path, m
 def test_stage_tree_is_content_addressed_and_shared_by_checkouts(tmp_path):
     """Two checkouts with the same csrc/ stage to the same cache path (the real path
     nvcc hashes into internal symbol names); an edit gives a new path."""
-    from blackwheel.build import sources as S
+    from blackwheel_factory.sources import fetch as S
     cache = tmp_path / "cache"
     for co in ("checkout-a", "other/checkout-b"):
         (tmp_path / co / "csrc" / "fam").mkdir(parents=True)

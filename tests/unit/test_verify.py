@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel.build import verify as v
+from blackwheel_factory.checks import verify as v
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -267,7 +267,7 @@ def test_find_cuobjdump_prefers_env(tmp_path):
 
 
 def test_fa2_dynamic_smem_from_kernel_traits_in_the_name():
-    from blackwheel.build import launch_smem
+    from blackwheel_factory.checks import launch_smem
     # hdim 128, kBlockM 128, kBlockN 64, 4 warps, Q not in regs, no Q/K sharing:
     # Q 128*128*2 + K,V 2*64*128*2 = 32768 + 32768
     name = ("_ZN5flash15flash_fwd_kernelI23Flash_fwd_kernel_traitsILi128ELi128ELi64ELi4ELb0ELb0E"

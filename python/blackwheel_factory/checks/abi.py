@@ -27,7 +27,7 @@ def _project_policy() -> str:
     """The manylinux policy of the project's repair step (policies/repair.toml):
     one source of truth for the platform the wheel claims."""
     try:
-        from blackwheel.build.repair import load_policy
+        from blackwheel_factory.packaging.repair import load_policy
         return load_policy().plat.removesuffix("_x86_64").removesuffix("_aarch64")
     except Exception:  # pragma: no cover - policy file missing
         return "manylinux_2_28"
@@ -498,7 +498,7 @@ def iter_inputs(target: Path, abi: str) -> list[tuple[str, bytes, str]]:
 def check(target: Path, torch_dir: Path | None = None, abi: str = "auto",
           policy_name: str = DEFAULT_POLICY) -> tuple[list[FileReport], list[str]]:
     """Run the check; returns the reports and context lines (what was checked against)."""
-    from blackwheel.build.lock import facts_from_torch_dir
+    from blackwheel_factory.inputs.lock import facts_from_torch_dir
     tdir = find_torch_dir(torch_dir)
     policy = load_policy(policy_name)
     shim, shim_origin = load_shim(tdir)
@@ -507,7 +507,7 @@ def check(target: Path, torch_dir: Path | None = None, abi: str = "auto",
                f"policy: {policy.name} (auditwheel policy data)",
                f"stable C shim: {shim_origin}"]
     try:
-        from blackwheel.build.config import load_lock
+        from blackwheel_factory.inputs.config import load_lock
         lock = load_lock()
         if facts and facts.version != lock.version:
             context.append(f"warning: checking against torch {facts.version}, "

@@ -143,7 +143,7 @@ def format_diffs(diffs: list[MemberDiff]) -> str:
 
 
 def run_against(other: Path, wheel: Path) -> int:
-    from blackwheel.build.repro import sha256_file
+    from blackwheel_factory.packaging.repro import sha256_file
     try:
         a, b = read_entries(wheel), read_entries(other)
     except (zipfile.BadZipFile, FileNotFoundError, IsADirectoryError) as e:
@@ -160,5 +160,5 @@ def run_against(other: Path, wheel: Path) -> int:
     else:
         print("members, timestamps, modes and order are equal: the zip container differs "
               "(compression level or zlib version, extra fields, comment); "
-              "normalise both with blackwheel.build.repro.normalise_wheel")
+              "normalise both with blackwheel_factory.packaging.repro.normalise_wheel")
     return 1

@@ -25,10 +25,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from blackwheel.build import launch_smem
-from blackwheel.build.archs import ArchError, parse_arch, parse_arch_list
+from blackwheel_factory.checks import launch_smem
+from blackwheel_factory.plan.archs import ArchError, parse_arch, parse_arch_list
 
-POLICY_PATH = Path(__file__).with_name("policies") / "verify.toml"
+POLICY_PATH = Path(__file__).parent.parent / "policies" / "verify.toml"   # blackwheel_factory/policies/
 BUILD_INFO_NAME = "_build_info.json"
 
 
@@ -65,7 +65,7 @@ class Limits:
 class FamilyPolicy:
     dynamic_smem_max: dict = field(default_factory=dict)   # arch base ("12.0a") -> bytes
     max_stack_bytes: int = 0
-    dynamic_smem_rule: str = ""     # blackwheel.build.launch_smem rule; "" = not checked
+    dynamic_smem_rule: str = ""     # blackwheel_factory.checks.launch_smem rule; "" = not checked
     max_stack_by_arch: dict = field(default_factory=dict)  # arch ("8.9") -> bytes, overrides
 
     def stack_limit(self, arch: str) -> int:
@@ -576,7 +576,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def supported_archs() -> dict | None:
     """family -> archs from blackwheel.toml, when run inside a checkout (else None)."""
-    from blackwheel.build.config import ConfigError, load_config
+    from blackwheel_factory.inputs.config import ConfigError, load_config
     try:
         return {name: list(k.archs) for name, k in load_config().kernels.items()}
     except ConfigError:
@@ -599,7 +599,7 @@ def verify_wheel(wheel: Path, archs: list[str] | None, policy: Policy,
 
 def run(args) -> int:
     if args.against is not None:
-        from blackwheel.build import elfdiff
+        from blackwheel_factory.checks import elfdiff
         return elfdiff.run_against(args.against, args.wheel)
     try:
         archs = [str(a) for a in parse_arch_list(args.archs)] if args.archs else None
@@ -615,7 +615,7 @@ def run(args) -> int:
     if any(r.dynamic_note for r in rows):
         print("dyn smem 'at launch': the launcher sizes dynamic shared memory against the device's "
               "opt-in maximum at run time (vLLM Marlin, CUTLASS 3.x stage counts); see "
-              "blackwheel/build/launch_smem.py")
+              "blackwheel_factory/checks/launch_smem.py")
     if not any(r.dynamic_smem is not None or r.dynamic_note for r in rows):
         print("dynamic shared memory: not checked (no dynamic_smem rule in the verify policy)")
     fatal = [v for v in violations if v.severity == "error" or args.strict]

@@ -2,7 +2,7 @@
 
 pyproject.toml:
     [tool.scikit-build.metadata.dependencies]
-    provider = "blackwheel.build.metadata"
+    provider = "blackwheel_factory.compile.metadata"
     provider-path = "python"
 
 The wheel's torch requirement follows the ABI kind of what is built: every
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from blackwheel.build.config import Config, TorchLock, find_root, load_config, load_lock
+from blackwheel_factory.inputs.config import Config, TorchLock, find_root, load_config, load_lock
 
 __all__ = ["dynamic_metadata", "get_requires_for_dynamic_metadata", "torch_requirement",
            "abi_kind"]
@@ -39,7 +39,7 @@ def torch_requirement(lock: TorchLock, abi: str) -> str:
 
 def selected_families(config: Config, env: Mapping[str, str]) -> list[str]:
     """The families the build plan keeps (skipped ones do not shape the requirement)."""
-    from blackwheel.build.plan import make_plan
+    from blackwheel_factory.plan.plan import make_plan
     return [f.name for f in make_plan(config, env).families]
 
 
@@ -53,10 +53,10 @@ def dynamic_metadata(field: str, settings: Mapping[str, Any] | None = None,
                      project: Mapping[str, Any] | None = None) -> list[str]:
     settings = dict(settings or {})
     if field != "dependencies":
-        raise RuntimeError(f"blackwheel.build.metadata provides 'dependencies' only, not {field!r}")
+        raise RuntimeError(f"blackwheel_factory.compile.metadata provides 'dependencies' only, not {field!r}")
     unknown = set(settings) - _SETTINGS
     if unknown:
-        raise RuntimeError(f"blackwheel.build.metadata: unknown setting(s) {sorted(unknown)}; "
+        raise RuntimeError(f"blackwheel_factory.compile.metadata: unknown setting(s) {sorted(unknown)}; "
                            f"allowed: {sorted(_SETTINGS)}")
     root = Path(settings["root"]) if "root" in settings else find_root()
     export_source_date_epoch(root, os.environ)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from blackwheel.build import compiler_cache as cc
+from blackwheel_factory.compile import compiler_cache as cc
 
 SUPPORTED_VERSIONS = (5, 6, 7)
 DEFAULT_ROOT_BUILD = Path("_build")   # pyproject.toml: build-dir = "_build/{wheel_tag}"

@@ -172,7 +172,7 @@ def find_root(start: Path | None = None) -> Path:
     for d in (here, *here.parents):
         if (d / CONFIG_NAME).is_file():
             return d
-    # Fall back to the checkout this module lives in (python/blackwheel/build/).
+    # Fall back to the checkout this module lives in (python/blackwheel_factory/inputs/).
     d = Path(__file__).resolve().parents[3]
     if (d / CONFIG_NAME).is_file():
         return d

@@ -10,7 +10,7 @@ lock and pyproject.toml atomically, and the ``lock`` command.
 
   python -m blackwheel lock                       pin the torch of this environment
   python -m blackwheel lock --check               exit 1 and list each difference
-  python -m blackwheel.build lock --check --for-build   CMake configure: exit 1, message on stderr
+  python -m blackwheel_factory lock --check --for-build   CMake configure: exit 1, message on stderr
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from blackwheel.build.config import ConfigError, TorchLock
+from blackwheel_factory.inputs.config import ConfigError, TorchLock
 
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 
@@ -229,7 +229,7 @@ def rewrite_torch_pin(pyproject_text: str, public_version: str) -> str:
 
 def pyproject_pin(pyproject_text: str) -> str | None:
     """The torch requirement string of [build-system].requires (None if absent)."""
-    from blackwheel.build.config import tomllib
+    from blackwheel_factory.inputs.config import tomllib
     reqs = tomllib.loads(pyproject_text).get("build-system", {}).get("requires", [])
     torch = [r for r in reqs if re.match(r"^torch\s*[=<>~!]", r)]
     return torch[0].replace(" ", "") if torch else None
@@ -310,7 +310,7 @@ def write_lock(facts: TorchFacts, lock_path: Path, pyproject_path: Path,
                stable_target: str) -> TorchLock:
     """Write torch-lock.toml and the pyproject pin. Both texts are computed before
     either file is replaced, so a bad pyproject leaves both untouched."""
-    from blackwheel.build.config import format_lock, parse_lock
+    from blackwheel_factory.inputs.config import format_lock, parse_lock
     lock = lock_from_facts(facts, stable_target)
     lock_text = format_lock(lock)
     assert parse_lock(lock_text) == lock
@@ -336,7 +336,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import os
     import sys
-    from blackwheel.build.config import find_root, load_lock, LOCK_NAME
+    from blackwheel_factory.inputs.config import find_root, load_lock, LOCK_NAME
     try:
         lock_path = args.lock or find_root() / LOCK_NAME
         pyproject = args.pyproject or Path(lock_path).parent / "pyproject.toml"

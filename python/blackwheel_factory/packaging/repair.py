@@ -26,9 +26,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from blackwheel.build import repro
+from blackwheel_factory.packaging import repro
 
-POLICY_PATH = Path(__file__).with_name("policies") / "repair.toml"
+POLICY_PATH = Path(__file__).parent.parent / "policies" / "repair.toml"   # blackwheel_factory/policies/
 
 
 class RepairError(RuntimeError):

@@ -30,7 +30,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
+from blackwheel_factory.inputs.hashing import sha256_file  # noqa: F401  (re-exported)
 from typing import Iterable
 
 ZIP_MIN = 315532800        # 1980-01-01T00:00:00Z, the earliest zip timestamp
@@ -162,7 +162,7 @@ def resolve_epoch(explicit: int | None = None, env: dict | None = None) -> int:
             return int(raw)
         except ValueError:
             raise ReproError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer (seconds since 1970)") from None
-    from blackwheel.build.config import ConfigError, load_config
+    from blackwheel_factory.inputs.config import ConfigError, load_config
     try:
         return load_config().source_date_epoch
     except ConfigError as e:

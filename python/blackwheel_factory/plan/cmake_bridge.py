@@ -1,4 +1,4 @@
-"""`python -m blackwheel.build plan --stage ...`: CMake's one door into the Python side.
+"""`python -m blackwheel_factory plan --stage ...`: CMake's one door into the Python side.
 
   --stage toolchain   before project(): pick nvcc, write toolchain.cmake
   --stage kernels     after project(): resolve kernel sets x archs, prepare the
@@ -14,12 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from blackwheel.build import archs as A
-from blackwheel.build import sources as S
-from blackwheel.build import toolchain as T
-from blackwheel.build import jobs as J
-from blackwheel.build.config import ConfigError, load_config, load_lock
-from blackwheel.build.plan import PlanError, make_plan, plan_as_dict
+from blackwheel_factory.plan import archs as A
+from blackwheel_factory.sources import fetch as S
+from blackwheel_factory.inputs import toolchain as T
+from blackwheel_factory.plan import jobs as J
+from blackwheel_factory.inputs.config import ConfigError, load_config, load_lock
+from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 
 def add_arguments(p):
@@ -52,7 +52,7 @@ def stage_toolchain(args) -> int:
     config = load_config(args.config)
     tc = T.resolve(args.build_dir, expected_version=config.nvcc_version)
     lines = [
-        "# written by python -m blackwheel.build plan --stage toolchain",
+        "# written by python -m blackwheel_factory plan --stage toolchain",
         f"set(CMAKE_CUDA_COMPILER {_cmake_str(tc.nvcc)} CACHE FILEPATH \"nvcc\" FORCE)",
         f"set(CUDAToolkit_ROOT {_cmake_str(tc.prefix)})",
         f"set(CUDA_TOOLKIT_ROOT_DIR {_cmake_str(tc.prefix)})",
@@ -67,9 +67,9 @@ def stage_toolchain(args) -> int:
 
 
 def _jobs(plan) -> dict:
-    """Job counts: memory-aware default from blackwheel.build.jobs; MAX_JOBS and
+    """Job counts: memory-aware default from blackwheel_factory.plan.jobs; MAX_JOBS and
     NVCC_THREADS honoured."""
-    from blackwheel.build import jobs as J
+    from blackwheel_factory.plan import jobs as J
     decision = J.decide_for_host(os.environ, [f.name for f in plan.families])
     return {"jobs": decision.jobs, "nvcc_threads": decision.nvcc_threads, "reason": decision.reason}
 
@@ -95,7 +95,7 @@ def stage_kernels(args) -> int:
     jobs = _jobs(plan)
     print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
           f"({jobs['reason']})")
-    lines = ["# written by python -m blackwheel.build plan --stage kernels"]
+    lines = ["# written by python -m blackwheel_factory plan --stage kernels"]
     lines.append(f"set(BW_FAMILIES {_cmake_list(f.name for f in plan.families)})")
     lines.append(f"set(BW_ARCHS {_cmake_list(plan.requested_archs)})")
     for f in plan.families:
@@ -108,7 +108,7 @@ def stage_kernels(args) -> int:
     for name, path in dirs.items():
         lines.append(f"set(BW_SRC_{name.upper().replace('-', '_')} {_cmake_str(path)})")
     lines.append(f"set(BW_SOURCE_CACHE {_cmake_str(cache.resolve())})")
-    from blackwheel.build.repair import load_policy
+    from blackwheel_factory.packaging.repair import load_policy
     # BLACKWHEEL_MANYLINUX: the policy the post-link check holds the binaries to, e.g.
     # manylinux_2_39 when building on a newer host than the project's toolchain.
     plat = os.environ.get("BLACKWHEEL_MANYLINUX") or load_policy().plat

@@ -279,7 +279,7 @@ def cmake_lines(plan: JobPlan) -> str:
 
 
 # `python -m blackwheel jobs [--json] [--kernels a,b]` (register in cli.COMMANDS as
-# "jobs": ("blackwheel.build.jobs", "memory-aware compile job count")).
+# "jobs": ("blackwheel_factory.plan.jobs", "memory-aware compile job count")).
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the JobPlan as JSON")
     parser.add_argument("--kernels", default="",
@@ -294,7 +294,7 @@ def run(args) -> int:
     names = [k for k in (args.kernels or os.environ.get("BLACKWHEEL_KERNELS", "")).replace(";", ",").split(",") if k.strip()]
     if not names or names == ["all"]:
         try:
-            from blackwheel.build.config import load_config
+            from blackwheel_factory.inputs.config import load_config
             names = list(load_config().default_kernels)
         except Exception:  # no checkout: the conservative default bound applies
             names = []

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from blackwheel.build import archs as A
-from blackwheel.build.config import Config
+from blackwheel_factory.plan import archs as A
+from blackwheel_factory.inputs.config import Config
 
 
 class PlanError(ValueError):

@@ -34,10 +34,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from blackwheel.build import simple_index as si
-from blackwheel.build.config import ConfigError, TorchLock, load_lock
-from blackwheel.build.index import _metadata_text, sha256_file
-from blackwheel.build.publish import split_userinfo
+from blackwheel_factory.publishing import simple_index as si
+from blackwheel_factory.inputs.config import ConfigError, TorchLock, load_lock
+from blackwheel_factory.publishing.index import _metadata_text, sha256_file
+from blackwheel_factory.publishing.publish import split_userinfo
 
 
 class ConstraintsError(RuntimeError):
@@ -164,7 +164,7 @@ def pip_report(wheels: list[Path], requirement: str, source: list[str], target: 
                "--report", str(report), *target, *source, *map(str, wheels), requirement]
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
         if proc.returncode != 0:
-            from blackwheel.build.publish import Scrubber
+            from blackwheel_factory.publishing.publish import Scrubber
             out = Scrubber()(proc.stdout + proc.stderr).strip()
             raise ConstraintsError("pip could not resolve the install set:\n"
                                    + "\n".join("  | " + line for line in out.splitlines()[-30:])

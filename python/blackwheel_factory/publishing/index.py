@@ -24,9 +24,9 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
+from blackwheel_factory.inputs.hashing import sha256_file  # noqa: F401  (re-exported)
 
-from blackwheel.build import simple_index as si
+from blackwheel_factory.publishing import simple_index as si
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 

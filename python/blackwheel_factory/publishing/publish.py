@@ -1,7 +1,7 @@
 """`python -m blackwheel publish WHEEL... --repository-url URL`: verify, upload, read back.
 
 For each file:
-  1. verify it (blackwheel.build.verify.verify_wheel) unless --skip-verify;
+  1. verify it (blackwheel_factory.checks.verify.verify_wheel) unless --skip-verify;
   2. read the project's page on the index (PEP 691 JSON or PEP 503 HTML) and decide
      (simple_index.decide): not there -> upload; same sha256 -> no-op; other sha256 -> refuse;
   3. upload with twine (subprocess; credentials only through its environment);
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from blackwheel.build import simple_index as si
-from blackwheel.build.index import sha256_file
+from blackwheel_factory.publishing import simple_index as si
+from blackwheel_factory.publishing.index import sha256_file
 
 
 class PublishError(RuntimeError):
@@ -232,11 +232,11 @@ def load_verifier():
 
     It goes through the command's own contract (add_arguments/run -> exit code, the same as
     `python -m blackwheel verify WHEEL`), not through verify.py's internals, so publish
-    keeps working while those change. None when blackwheel.build.verify is absent."""
+    keeps working while those change. None when blackwheel_factory.checks.verify is absent."""
     try:
-        mod = importlib.import_module("blackwheel.build.verify")
+        mod = importlib.import_module("blackwheel_factory.checks.verify")
     except ModuleNotFoundError as e:
-        if e.name != "blackwheel.build.verify":
+        if e.name != "blackwheel_factory.checks.verify":
             raise
         return None
 
@@ -259,7 +259,7 @@ def load_verifier():
 
 def run_verify(path: Path, verifier) -> None:
     if verifier is None:
-        raise PublishError("blackwheel.build.verify is not available in this checkout; publish "
+        raise PublishError("blackwheel_factory.checks.verify is not available in this checkout; publish "
                            "refuses unverified wheels: add it, or pass --skip-verify knowingly")
     result = verifier(path)
     if not result.ok:

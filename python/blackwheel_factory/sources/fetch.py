@@ -24,10 +24,10 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-from blackwheel.build.hashing import sha256_file  # noqa: F401  (re-exported)
+from blackwheel_factory.inputs.hashing import sha256_file  # noqa: F401  (re-exported)
 from typing import Callable, Iterable
 
-from blackwheel.build.config import Config, Source
+from blackwheel_factory.inputs.config import Config, Source
 
 
 class SourceError(RuntimeError):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from blackwheel.build import sources as S
-from blackwheel.build.config import ConfigError, load_config
+from blackwheel_factory.sources import fetch as S
+from blackwheel_factory.inputs.config import ConfigError, load_config
 
 
 def add_arguments(p):

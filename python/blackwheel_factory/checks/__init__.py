@@ -1,0 +1,1 @@
+"""Checks: ABI (`abi-check`), cubins (`verify`), launch-time shared memory, ELF diffs."""

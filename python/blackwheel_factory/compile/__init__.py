@@ -1,0 +1,1 @@
+"""Compile: compiler cache, the scikit-build-core metadata provider, the build report."""

@@ -1,0 +1,1 @@
+"""Publishing: upload and read back (`publish`), static index (`index`), `constraints`."""

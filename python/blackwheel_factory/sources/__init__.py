@@ -1,0 +1,1 @@
+"""Sources: fetch, verify, unpack and patch the pinned upstream artifacts (`sources`)."""
