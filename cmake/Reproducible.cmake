@@ -7,7 +7,7 @@
 #
 #   blackwheel_reproducible_flag_lists(<cuda_var> <cxx_var> <link_var> [PREFIX_MAPS ...])
 #       the same flags as lists, without applying them (works in `cmake -P`;
-#       tests/build/test_repro_build.py compiles with exactly these).
+#       tests/builds/test_repro_build.py compiles with exactly these).
 #
 # Measured with nvcc 13.0.88 (PyPI cuda-toolkit 13.0.3) + g++ 12.2, compiling one
 # .cu twice (same directory, then a different one) and comparing the objects /

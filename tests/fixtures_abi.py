@@ -1,4 +1,4 @@
-"""Shared fixtures of the ABI-lock tests (tests/build/test_abi*.py, test_drift*.py).
+"""Shared fixtures of the ABI-lock tests (tests/builds/test_abi*.py, test_drift*.py).
 
 Import the fixtures into a test module:  ``from fixtures_abi import *``
 (after ``sys.path.insert(0, <tests dir>)``). Tiny extensions are compiled with

@@ -9,7 +9,7 @@ from blackwheel_factory.compile import compiler_cache as cc
 from blackwheel_factory.compile import report as R
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-# Real log of tests/build/cuda_tiny (nvcc 13.0.88, sm_80 + sm_120a, no cache, 2 cores):
+# Real log of tests/builds/cuda_tiny (nvcc 13.0.88, sm_80 + sm_120a, no cache, 2 cores):
 # a cold build (3 steps), then `touch src/scale.cu` and a rebuild (1 step), then a no-op.
 SAMPLE = (DATA / "ninja_log_sample").read_text()
 

@@ -28,7 +28,7 @@ MiB = 1 << 20
 #     nvfp4       nvfp4_scaled_mm_sm120_kernels.cu    7,187 MiB  (49.3 s)
 #     flash_attn  flash_fwd_hdim128_bf16_causal_sm80  3,889 MiB  (26.1 s); hdim64 3,042 MiB
 #     marlin_fp4  marlin.cu                             511 MiB  (generated FP4 TUs 380-403 MiB)
-#     tiny        tests/build/cuda_tiny axpy.cu         184 MiB
+#     tiny        tests/builds/cuda_tiny axpy.cu         184 MiB
 #   Not measured: the sm_90a/8.9 TUs and FA2 head dims 192/256 (flash_attn keeps a
 #   larger margin for them). Re-measure after a pin or flag change.
 PEAK_RSS: dict[str, int] = {
@@ -36,7 +36,7 @@ PEAK_RSS: dict[str, int] = {
     "nvfp4": 8 * GiB,         # CUTLASS SM120 block-scaled FP4 GEMM
     "marlin_fp4": 1 * GiB,    # generated Marlin instantiations
     "flash_attn": 6 * GiB,    # FA2 fwd, one head dim per TU, CUTLASS/cute
-    "tiny": 256 * MiB,        # tests/build/cuda_tiny
+    "tiny": 256 * MiB,        # tests/builds/cuda_tiny
 }
 # A family not in the table gets this (conservative) bound.
 DEFAULT_PEAK_RSS = 6 * GiB

@@ -1,4 +1,4 @@
-"""Compiler cache for real: tests/build/cuda_tiny (2 tiny .cu + 1 .cpp) built twice
+"""Compiler cache for real: tests/builds/cuda_tiny (2 tiny .cu + 1 .cpp) built twice
 through cmake/CompilerCache.cmake with sccache and nvcc, in two clean build dirs.
 
 Needs: nvcc (PyPI cuda-toolkit in this Python, or BLACKWHEEL_TEST_NVCC), cmake, ninja,
