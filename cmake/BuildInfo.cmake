@@ -1,4 +1,4 @@
-# The build record (blackwheel/_build_info.json) and the post-link ABI check.
+# The build record (<package>/_build_info.json: blackwheel/ for the kernel pack) and the post-link ABI check.
 # The record holds no absolute paths: two builds from the same inputs in
 # different directories must give the same wheel.
 option(BLACKWHEEL_ABI_CHECK "check every undefined symbol of each extension after linking" ON)
@@ -24,10 +24,10 @@ function(blackwheel_build_info)
   string(JSON tc SET "${tc}" generator "\"${CMAKE_GENERATOR}\"")
   string(JSON flags SET "${flags}" toolchain "${tc}")
   file(WRITE "${CMAKE_BINARY_DIR}/flags.json" "${flags}")
-  blackwheel_python(plan --stage record --build-dir "${CMAKE_BINARY_DIR}"
+  blackwheel_python(plan --stage record --product "${BW_PRODUCT}" --build-dir "${CMAKE_BINARY_DIR}"
                     --flags-json "${CMAKE_BINARY_DIR}/flags.json"
                     --out "${CMAKE_BINARY_DIR}/_build_info.json")
-  install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION blackwheel)
+  install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION "${BW_RECORD_PACKAGE}")
 
   if(BLACKWHEEL_ABI_CHECK)
     get_property(targets GLOBAL PROPERTY BW_EXTENSION_TARGETS)

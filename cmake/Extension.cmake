@@ -7,8 +7,17 @@ function(blackwheel_add_extension)
   set(target bw_${ARG_FAMILY})
   string(TOUPPER "${ARG_FAMILY}" up)
   add_library(${target} MODULE ${ARG_SOURCES})
+  # blackwheel/_<family>.abi3.so, unless the product names the library
+  # (BW_<FAMILY>_LIBRARY from the plan, e.g. flash_attn_2_cuda/_C.abi3.so)
+  set(output "_${ARG_FAMILY}")
+  set(destination blackwheel)
+  if(BW_${up}_LIBRARY)
+    get_filename_component(destination "${BW_${up}_LIBRARY}" DIRECTORY)
+    get_filename_component(output "${BW_${up}_LIBRARY}" NAME)
+    string(REGEX REPLACE "\\.abi3\\.so$" "" output "${output}")
+  endif()
   set_target_properties(${target} PROPERTIES
-    PREFIX "" OUTPUT_NAME "_${ARG_FAMILY}" SUFFIX ".abi3.so"
+    PREFIX "" OUTPUT_NAME "${output}" SUFFIX ".abi3.so"
     CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON
     CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON
     CUDA_ARCHITECTURES OFF              # gencode flags come from the plan
@@ -45,7 +54,7 @@ function(blackwheel_add_extension)
     $<$<COMPILE_LANGUAGE:CXX>:-O3 -DNDEBUG>)
   target_link_libraries(${target} PRIVATE bw_torch)
   target_link_options(${target} PRIVATE "-Wl,--no-undefined-version")
-  install(TARGETS ${target} LIBRARY DESTINATION blackwheel)
+  install(TARGETS ${target} LIBRARY DESTINATION "${destination}")
   set_property(GLOBAL APPEND PROPERTY BW_EXTENSION_TARGETS ${target})
 endfunction()
 

@@ -5,7 +5,7 @@ set(BLACKWHEEL_ARCHS "" CACHE STRING "CUDA archs, e.g. 12.0a;9.0a; also env BLAC
 # lists travel comma-separated (a ';' would split the argument)
 string(REPLACE ";" "," _bw_archs "${BLACKWHEEL_ARCHS}")
 string(REPLACE ";" "," _bw_kernels "${BLACKWHEEL_KERNELS}")
-blackwheel_python(plan --stage kernels --build-dir "${CMAKE_BINARY_DIR}"
+blackwheel_python(plan --stage kernels --product "${BW_PRODUCT}" --build-dir "${CMAKE_BINARY_DIR}"
                   --out "${CMAKE_BINARY_DIR}/plan.cmake"
                   "--archs=${_bw_archs}" "--kernels=${_bw_kernels}"
                   --nvcc "${CMAKE_CUDA_COMPILER}")
@@ -13,11 +13,13 @@ include("${CMAKE_BINARY_DIR}/plan.cmake")
 
 # The plan depends on these files: re-run configure when they change.
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-  "${CMAKE_SOURCE_DIR}/blackwheel.toml" "${CMAKE_SOURCE_DIR}/torch-lock.toml")
-file(GLOB_RECURSE _bw_patches CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/patches/*.patch")
+  "${BW_ROOT}/blackwheel.toml" "${BW_ROOT}/torch-lock.toml")
+file(GLOB _bw_products CONFIGURE_DEPENDS "${BW_ROOT}/products/*.toml")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bw_products})
+file(GLOB_RECURSE _bw_patches CONFIGURE_DEPENDS "${BW_ROOT}/patches/*.patch")
 # csrc/ is compiled from its content-addressed copy in the source cache
 # (BW_SRC_OWN, see blackwheel_factory.sources.fetch.stage_tree): an edit re-stages it.
-file(GLOB_RECURSE _bw_own CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/csrc/*")
+file(GLOB_RECURSE _bw_own CONFIGURE_DEPENDS "${BW_ROOT}/csrc/*")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bw_own})
 
 # Memory-aware parallelism: at most BW_JOBS compiles at once (ninja job pool).

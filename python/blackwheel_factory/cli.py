@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("blackwheel.info", "show the build record of the installed wheel"),
     "doctor": ("blackwheel.doctor", "check GPUs, torch and driver against what was built"),
     "smoke": ("blackwheel.smoke", "run every op on this GPU against a plain-torch reference"),
+    "wheel": ("blackwheel_factory.compile.product_wheel", "build a products/<name>.toml wheel, e.g. flash-attn"),
     "plan": ("blackwheel_factory.plan.cmake_bridge", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
     "sources": ("blackwheel_factory.sources.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
     "lock": ("blackwheel_factory.inputs.lock", "write (or --check) torch-lock.toml from the current environment"),

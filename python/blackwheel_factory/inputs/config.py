@@ -229,3 +229,121 @@ def format_lock(lock: TorchLock) -> str:
         f"stable_target = {q(lock.stable_target)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- products
+PRODUCTS_DIR = "products"
+KERNEL_PACK = "kernel-pack"       # the root project (`pip wheel .`), described by blackwheel.toml
+_PRODUCT_EDITION = 1
+_PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
+                 "dependencies", "upstream-packages", "own-packages", "default-archs"}
+_FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "head_dims",
+                "available_head_dims", "directions", "available_directions"}
+
+
+@dataclass(frozen=True)
+class Product:
+    """A wheel the factory makes from a pinned upstream source (products/<name>.toml).
+
+    The families it compiles are in ``config.kernels`` of the Config that
+    load_product returns, so the plan, CMake bridge, verify and abi-check treat
+    them as they treat the kernel pack's."""
+    name: str                     # "flash-attn": products/flash-attn.toml
+    dist: str                     # distribution name on the index
+    version: str                  # upstream's public version; the wheel adds the variant label
+    source: str                   # the [[source]] whose Python the wheel ships
+    summary: str
+    license: str
+    requires_python: str
+    dependencies: tuple[str, ...]
+    upstream_packages: tuple[str, ...]   # Python packages taken from the source tree
+    own_packages: tuple[str, ...]        # Python packages from python/ of this repo
+    path: Path
+
+    @property
+    def record_package(self) -> str:
+        """Where the build record goes: the first of our own packages."""
+        return self.own_packages[0]
+
+
+def product_names(root: Path | None = None) -> list[str]:
+    d = (root or find_root()) / PRODUCTS_DIR
+    return sorted(p.stem for p in d.glob("*.toml"))
+
+
+def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]:
+    """A product file -> (Product, the Config to plan it with: base's shared
+    pins and toolchain, the product's families and default archs). Strict:
+    unknown keys are errors, like a versioned schema should be."""
+    where = str(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML: {e}") from e
+    edition = data.get("edition")
+    if edition != _PRODUCT_EDITION:
+        raise ConfigError(f"{where}: edition must be {_PRODUCT_EDITION} (got {edition!r})")
+    unknown = set(data) - {"edition", "product", "family"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
+    p = _need(data, "product", dict, where)
+    bad = set(p) - _PRODUCT_KEYS
+    if bad:
+        raise ConfigError(f"{where}: [product] unknown key(s) {sorted(bad)}; allowed: {sorted(_PRODUCT_KEYS)}")
+    source = _need(p, "source", str, f"{where}: [product]")
+    if source not in base.sources:
+        raise ConfigError(f"{where}: [product] source '{source}' is not a [[source]] of {base.path.name}")
+    own = tuple(_need(p, "own-packages", list, f"{where}: [product]"))
+    if not own:
+        raise ConfigError(f"{where}: [product] own-packages must name at least one package")
+    product = Product(
+        name=path.stem,
+        dist=_need(p, "dist", str, f"{where}: [product]"),
+        version=_need(p, "version", str, f"{where}: [product]"),
+        source=source,
+        summary=p.get("summary", ""),
+        license=p.get("license", ""),
+        requires_python=p.get("requires-python", ">=3.9"),
+        dependencies=tuple(p.get("dependencies", ())),
+        upstream_packages=tuple(p.get("upstream-packages", ())),
+        own_packages=own,
+        path=path,
+    )
+    families: dict[str, KernelFamily] = {}
+    for name, k in _need(data, "family", dict, where).items():
+        fw = f"{where}: [family.{name}]"
+        bad = set(k) - _FAMILY_KEYS
+        if bad:
+            raise ConfigError(f"{fw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_FAMILY_KEYS)}")
+        srcs = tuple(_need(k, "sources", list, fw))
+        for s in srcs:
+            if s not in base.sources:
+                raise ConfigError(f"{fw}: source '{s}' is not declared in [[source]] of {base.path.name}")
+        abi = k.get("abi", "stable")
+        if abi not in ("stable", "classic"):
+            raise ConfigError(f"{fw}: abi must be 'stable' or 'classic', got {abi!r}")
+        extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
+        families[name] = KernelFamily(name=name, summary=k.get("summary", ""),
+                                      archs=tuple(_need(k, "archs", list, fw)), sources=srcs,
+                                      abi=abi, extra=extra)
+    config = Config(
+        path=base.path,
+        source_date_epoch=base.source_date_epoch,
+        default_archs=tuple(p.get("default-archs", base.default_archs)),
+        default_kernels=tuple(families),
+        accepted_archs=base.accepted_archs,
+        cuda_toolkit=base.cuda_toolkit,
+        nvcc_version=base.nvcc_version,
+        sources=base.sources,
+        kernels=families,
+    )
+    return product, config
+
+
+def load_product(name: str, root: Path | None = None) -> tuple[Product, Config]:
+    root = root or find_root()
+    path = root / PRODUCTS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown product {name!r}: {path} does not exist; products: "
+                          f"{', '.join(product_names(root)) or 'none'}")
+    return parse_product(path.read_text(), path, load_config(root / CONFIG_NAME))

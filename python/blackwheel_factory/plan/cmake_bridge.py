@@ -18,7 +18,8 @@ from blackwheel_factory.plan import archs as A
 from blackwheel_factory.sources import fetch as S
 from blackwheel_factory.inputs import toolchain as T
 from blackwheel_factory.plan import jobs as J
-from blackwheel_factory.inputs.config import ConfigError, load_config, load_lock
+from blackwheel_factory.inputs.config import (KERNEL_PACK, ConfigError, load_config, load_lock,
+                                              load_product)
 from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 
@@ -31,6 +32,8 @@ def add_arguments(p):
     p.add_argument("--kernels", default="", help="value of -C cmake.define.BLACKWHEEL_KERNELS")
     p.add_argument("--nvcc", type=Path, default=None)
     p.add_argument("--flags-json", type=Path, default=None, help="record: compile flags from CMake")
+    p.add_argument("--product", default=KERNEL_PACK,
+                   help=f"what is built: {KERNEL_PACK} (blackwheel.toml) or a products/<name>.toml")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -74,8 +77,16 @@ def _jobs(plan) -> dict:
     return {"jobs": decision.jobs, "nvcc_threads": decision.nvcc_threads, "reason": decision.reason}
 
 
+def _product_config(args):
+    """(Product or None, the Config whose kernels are the families to build)."""
+    if args.product == KERNEL_PACK:
+        return None, load_config(args.config)
+    root = args.config.parent if args.config else None
+    return load_product(args.product, root)
+
+
 def stage_kernels(args) -> int:
-    config = load_config(args.config)
+    product, config = _product_config(args)
     nvcc_archs = nvcc_ver = None
     if args.nvcc:
         nvcc_archs = A.nvcc_supported(T.list_gpu_arch(args.nvcc))
@@ -105,6 +116,9 @@ def stage_kernels(args) -> int:
         lines.append(f"set(BW_{up}_ABI {f.abi})")
         for key, value in f.options.items():
             lines.append(f"set(BW_{up}_{key.upper()} {_cmake_list(value)})")
+        library = config.kernels[f.name].extra.get("library")
+        if library:   # <package>/<name>.abi3.so; default blackwheel/_<family>.abi3.so
+            lines.append(f"set(BW_{up}_LIBRARY {_cmake_str(library)})")
     for name, path in dirs.items():
         lines.append(f"set(BW_SRC_{name.upper().replace('-', '_')} {_cmake_str(path)})")
     lines.append(f"set(BW_SOURCE_CACHE {_cmake_str(cache.resolve())})")
@@ -116,6 +130,7 @@ def stage_kernels(args) -> int:
     lines.append(f"set(BW_JOBS {jobs['jobs']})")
     lines.append(f"set(BW_NVCC_THREADS {jobs['nvcc_threads']})")
     lines.append(f"set(BW_SOURCE_DATE_EPOCH {config.source_date_epoch})")
+    lines += _product_lines(product, dirs)
     _atomic_write(args.out, "\n".join(lines) + "\n")
     record = plan_as_dict(plan)
     record["sources"] = S.source_records(config, plan.sources)
@@ -126,16 +141,33 @@ def stage_kernels(args) -> int:
     return 0
 
 
+def _product_lines(product, dirs: dict) -> list[str]:
+    """What CMake installs besides the extensions, and where the record goes."""
+    if product is None:
+        return ['set(BW_RECORD_PACKAGE "blackwheel")']
+    tree = Path(dirs[product.source])
+    missing = [p for p in product.upstream_packages if not (tree / p / "__init__.py").is_file()]
+    if missing:
+        raise ConfigError(f"{product.path}: upstream-packages {missing} not found in {tree}")
+    return [
+        f"set(BW_PRODUCT_DIST {_cmake_str(product.dist)})",
+        f"set(BW_RECORD_PACKAGE {_cmake_str(product.record_package)})",
+        f"set(BW_PRODUCT_UPSTREAM_PACKAGES {_cmake_list(tree / p for p in product.upstream_packages)})",
+        f"set(BW_PRODUCT_OWN_PACKAGES {_cmake_list(product.own_packages)})",
+    ]
+
+
 def stage_record(args) -> int:
-    """The build record installed as blackwheel/_build_info.json."""
-    config = load_config(args.config)
+    """The build record installed as <package>/_build_info.json."""
+    product, config = _product_config(args)
     lock = load_lock(config.root / "torch-lock.toml")
     plan = json.loads((args.build_dir / "plan.json").read_text())
     flags = json.loads(args.flags_json.read_text()) if args.flags_json else {}
     tc = json.loads(flags.pop("toolchain", "{}")) if isinstance(flags.get("toolchain"), str) else flags.pop("toolchain", {})
     kernels = {}
     for name, fam in plan["families"].items():
-        kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": f"_{name}.abi3.so",
+        library = config.kernels[name].extra.get("library", f"_{name}.abi3.so").rsplit("/", 1)[-1]
+        kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": library,
                          "ops": list(config.kernels[name].extra.get("ops", [])),
                          **fam.get("options", {})}
     abi = "stable" if all(k["abi"] == "stable" for k in kernels.values()) else "classic"
@@ -144,6 +176,7 @@ def stage_record(args) -> int:
     info = {
         "schema": 1,
         "blackwheel_version": _version(config.root),
+        "product": _product_record(product, plan, lock),
         "archs": plan["archs"],
         "kernels": kernels,
         "skipped": plan["skipped"],
@@ -157,6 +190,16 @@ def stage_record(args) -> int:
     }
     _atomic_write(args.out, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return 0
+
+
+def _product_record(product, plan: dict, lock) -> dict:
+    """dist and version of the wheel (the variant label names CUDA and archs)."""
+    from blackwheel_factory.packaging.variant import variant_version
+    if product is None:
+        return {"name": KERNEL_PACK, "dist": "blackwheel"}
+    return {"name": product.name, "dist": product.dist,
+            "version": variant_version(product.version, lock.cuda or "0.0", plan["archs"]),
+            "upstream_version": product.version}
 
 
 def _version(root: Path) -> str:

@@ -86,6 +86,23 @@ def _head_dims(env: Mapping[str, str], fam) -> list[int]:
     return sorted(fam.extra.get("head_dims", []))
 
 
+def _directions(env: Mapping[str, str], fam) -> list[str]:
+    """BLACKWHEEL_FA_DIRECTIONS=fwd or fwd,bwd (forward includes the split-KV kernels)."""
+    available = list(fam.extra.get("available_directions", ["fwd", "bwd"]))
+    value = env.get("BLACKWHEEL_FA_DIRECTIONS")
+    if value and value.strip():
+        dirs = list(dict.fromkeys(_split(value)))
+        bad = [d for d in dirs if d not in available]
+        if bad:
+            raise PlanError(f"BLACKWHEEL_FA_DIRECTIONS={value!r}: unknown direction(s) {bad}; "
+                            f"choose from {available} (e.g. fwd or fwd,bwd)")
+        if "fwd" not in dirs:
+            raise PlanError(f"BLACKWHEEL_FA_DIRECTIONS={value!r}: the backward needs the forward; "
+                            "use fwd or fwd,bwd")
+        return [d for d in available if d in dirs]
+    return list(fam.extra.get("directions", available))
+
+
 def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None = None,
               cmake_kernels: str | None = None, nvcc_archs: set[int] | None = None,
               nvcc_version: tuple[int, int] | None = None) -> Plan:
@@ -110,8 +127,10 @@ def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None
             skipped.append((name, reason))
             continue
         options = {}
-        if name == "flash_attn":
+        if "head_dims" in fam.extra:
             options["head_dims"] = _head_dims(env, fam)
+        if "directions" in fam.extra:
+            options["directions"] = _directions(env, fam)
         families.append(FamilyPlan(name, tuple(chosen), fam.abi, fam.sources, options))
     if not families:
         raise PlanError("nothing to build: no requested kernel set supports the requested archs "

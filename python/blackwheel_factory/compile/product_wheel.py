@@ -1,0 +1,165 @@
+"""`python -m blackwheel_factory wheel PRODUCT -w DIR`: build a products/<name>.toml wheel.
+
+A product is a pinned upstream source plus our compiled part. Its PEP 517
+project is rendered, not written by hand: a pyproject.toml (name, variant
+version, requirements from the product file and the torch lock; the same pinned
+build requirements as the kernel pack) and a CMakeLists.txt that runs the same
+cmake/ modules as the kernel pack (ProductBuild.cmake), into
+``_build/products/<name>/``. Then pip builds it like any project, so every knob
+of the kernel pack works: -C config settings, BLACKWHEEL_ARCHS /
+TORCH_CUDA_ARCH_LIST, MAX_JOBS, NVCC_THREADS, --no-build-isolation.
+
+render() is pure (text in, text out); build() has the effects.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Mapping
+
+from blackwheel_factory.inputs.config import (Config, ConfigError, Product, TorchLock, find_root,
+                                              load_lock, load_product, product_names)
+from blackwheel_factory.packaging.variant import variant_version
+from blackwheel_factory.plan.plan import PlanError, make_plan
+
+RENDER_DIR = Path("_build") / "products"
+
+
+def _template(name: str) -> str:
+    return resources.files("blackwheel_factory.resources.product").joinpath(name).read_text()
+
+
+def wheel_version(product: Product, config: Config, lock: TorchLock, env: Mapping[str, str]) -> str:
+    """Upstream's version + the variant label of the archs this build asks for."""
+    plan = make_plan(config, env)
+    return variant_version(product.version, lock.cuda or "0.0", [str(a) for a in plan.requested_archs])
+
+
+def render(product: Product, config: Config, lock: TorchLock, env: Mapping[str, str],
+           root: Path, build_requires: list[str]) -> dict[str, str]:
+    """The rendered project: file name -> text."""
+    deps = [f"torch>={lock.stable_target}", *product.dependencies]
+    subst = {
+        "@PRODUCT@": product.name,
+        "@ROOT@": str(root).replace("\\", "/"),
+        "@PROJECT@": product.dist.replace("-", "_"),
+        "@BUILD_REQUIRES@": json.dumps(build_requires),
+        "@DIST@": product.dist,
+        "@VERSION@": wheel_version(product, config, lock, env),
+        "@SUMMARY@": json.dumps(product.summary)[1:-1],
+        "@REQUIRES_PYTHON@": product.requires_python,
+        "@LICENSE@": product.license,
+        "@DEPENDENCIES@": json.dumps(deps),
+    }
+    out = {}
+    for name in ("CMakeLists.txt", "pyproject.toml"):
+        text = _template(name + ".in")
+        for k, v in subst.items():
+            text = text.replace(k, v)
+        out[name] = text
+    return out
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _product_env(env: Mapping[str, str], config: Config) -> dict[str, str]:
+    out = dict(env)
+    # BLACKWHEEL_KERNELS selects the kernel pack's sets; a product builds its own families
+    out.pop("BLACKWHEEL_KERNELS", None)
+    out.setdefault("SOURCE_DATE_EPOCH", str(config.source_date_epoch))
+    return out
+
+
+def _archs_setting(pip_args: list[str]) -> str | None:
+    """The value of -C/--config-settings cmake.define.BLACKWHEEL_ARCHS=..., if given."""
+    key = "cmake.define.BLACKWHEEL_ARCHS="
+    value = None
+    for i, a in enumerate(pip_args):
+        for prefix in ("-C", "--config-settings="):
+            if a == prefix.rstrip("=") and i + 1 < len(pip_args) and pip_args[i + 1].startswith(key):
+                value = pip_args[i + 1][len(key):]
+            elif a.startswith(prefix + key):
+                value = a[len(prefix + key):]
+    return value
+
+
+def build(name: str, wheel_dir: Path, pip_args: list[str], env: Mapping[str, str] | None = None,
+          root: Path | None = None, log=print) -> Path:
+    """Render products/<name>.toml into _build/products/<name>/ and pip-build it."""
+    from blackwheel_factory.sources import fetch as S
+    root = (root or find_root()).resolve()
+    product, config = load_product(name, root)
+    lock = load_lock(root / "torch-lock.toml")
+    env = _product_env(os.environ if env is None else env, config)
+    archs = _archs_setting(pip_args)
+    if archs is not None:   # -C cmake.define.BLACKWHEEL_ARCHS=... names the variant too
+        env["BLACKWHEEL_ARCHS"] = archs
+    requires = tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
+    files = render(product, config, lock, env, root, requires)
+    project = root / RENDER_DIR / name
+    # upstream's README and LICENSE travel with its code
+    tree = S.prepare(config, [product.source], S.default_cache_dir(), log=log)[product.source]
+    for extra in ("README.md", "LICENSE"):
+        src = Path(tree) / extra
+        files[extra] = src.read_text() if src.is_file() else ""
+    for fname, text in files.items():
+        _write_atomic(project / fname, text)
+    version = tomllib.loads(files["pyproject.toml"])["project"]["version"]
+    log(f"blackwheel: {product.dist} {version} rendered in {project}")
+    wheel_dir = Path(wheel_dir).resolve()
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    before = set(wheel_dir.glob("*.whl"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", str(project), "-w", str(wheel_dir),
+           *pip_args]
+    log("blackwheel: " + " ".join(cmd))
+    rc = subprocess.call(cmd, env=env)
+    if rc != 0:
+        raise RuntimeError(f"pip wheel failed (exit {rc}) for {product.dist}; see the log above")
+    dist = product.dist.replace("-", "_")
+    built = [w for w in wheel_dir.glob(f"{dist}-{version}-*.whl")]
+    new = [w for w in built if w not in before] or built
+    if not new:
+        raise RuntimeError(f"pip reported success but no {dist}-{version}-*.whl is in {wheel_dir}")
+    return max(new, key=lambda p: p.stat().st_mtime)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("product", help="a products/<name>.toml, e.g. flash-attn")
+    p.add_argument("-w", "--wheel-dir", type=Path, default=Path("dist"), help="where the wheel goes")
+    p.add_argument("pip_args", nargs=argparse.REMAINDER, metavar="-- PIP_ARGS",
+                   help="passed to `pip wheel` (after --), e.g. -- -v --no-build-isolation "
+                        "-C cmake.define.BLACKWHEEL_ARCHS=9.0a")
+
+
+def run(args) -> int:
+    try:
+        rest = list(args.pip_args)
+        pre, pip_args = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
+        wheel_dir = args.wheel_dir
+        if pre:   # options given after the product name: -w DIR
+            sub = argparse.ArgumentParser(prog="wheel")
+            sub.add_argument("-w", "--wheel-dir", type=Path, default=wheel_dir)
+            wheel_dir = sub.parse_args(pre).wheel_dir
+        wheel = build(args.product, wheel_dir, pip_args)
+    except (ConfigError, PlanError) as e:
+        print(f"blackwheel: error: {e}", file=sys.stderr)
+        return 1
+    except RuntimeError as e:
+        print(f"blackwheel: error: {e}", file=sys.stderr)
+        return 1
+    print(wheel)
+    return 0
+
+
+__all__ = ["render", "build", "wheel_version", "product_names"]

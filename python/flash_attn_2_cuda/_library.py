@@ -1,0 +1,120 @@
+"""Loading the stable-ABI extension, once, and the facts of each GPU, once.
+
+`import flash_attn` must work on a machine without a GPU (tools, torch.compile
+tracing with fake tensors, CPU CI), so the extension is loaded at the first real
+call. That call gets a clear error when there is no CUDA GPU, when the GPU's
+architecture is not in this wheel, or when the running torch cannot load a
+CUDA 13 stable-ABI extension.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+
+_HERE = Path(__file__).resolve().parent
+_LIBRARY = _HERE / "_C.abi3.so"
+_BUILD_INFO = _HERE / "_build_info.json"
+_REBUILD = ("rebuild with `python -m blackwheel_factory wheel flash-attn` and "
+            "BLACKWHEEL_ARCHS / BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS")
+
+
+@functools.cache
+def build_info() -> dict:
+    """The build record written into the wheel (archs, head dims, directions, pins)."""
+    try:
+        return json.loads(_BUILD_INFO.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def built_archs() -> list[str]:
+    return list(build_info().get("archs", []))
+
+
+def arch_runs_on(arch: str, major: int, minor: int) -> bool:
+    """Whether SASS built for `arch` (e.g. 12.0a, 12.0f, 9.0a, 8.0) runs on cc major.minor.
+
+    Arch-specific ('a') code runs only on that exact cc; family ('f') code on every
+    minor of the major at or above it; plain code on the same major at or above it."""
+    core = arch.rstrip("af")
+    a_major, a_minor = (int(x) for x in core.split("."))
+    if arch.endswith("a"):
+        return (major, minor) == (a_major, a_minor)
+    return major == a_major and minor >= a_minor
+
+
+@functools.cache
+def _ops():
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            "flash_attn: no CUDA GPU is visible (torch.cuda.is_available() is False). "
+            "FlashAttention-2 runs on NVIDIA GPUs (sm_80 or newer); this wheel has kernels for "
+            f"{', '.join(built_archs()) or 'unknown archs'}.")
+    if torch.version.cuda is None or not torch.version.cuda.startswith("13."):
+        raise RuntimeError(
+            f"flash_attn: this wheel needs a CUDA 13 build of torch >= 2.11; the running torch is "
+            f"{torch.__version__} (CUDA {torch.version.cuda}). "
+            "Fix: pip install 'torch>=2.11' --index-url https://download.pytorch.org/whl/cu130")
+    torch.ops.load_library(str(_LIBRARY))
+    return torch.ops.flash_attn_2_cuda
+
+
+@functools.cache
+def _device_facts(index: int) -> tuple[int, int]:
+    """(number of SMs, opt-in shared memory per block in bytes) of one GPU; checks its arch."""
+    props = torch.cuda.get_device_properties(index)
+    archs = built_archs()
+    if archs and not any(arch_runs_on(a, props.major, props.minor) for a in archs):
+        raise RuntimeError(
+            f"flash_attn: GPU {index} ({props.name}, sm_{props.major}{props.minor}) is not among "
+            f"the archs this wheel was built for ({', '.join(archs)}); {_REBUILD} "
+            f"(e.g. BLACKWHEEL_ARCHS='{props.major}.{props.minor}{'a' if props.major >= 9 else ''}').")
+    # The per-block opt-in limit is 1 KB below the per-SM capacity on sm_80..sm_120
+    # (A100 163 KB, H100 227 KB, sm_86/89/120 99 KB = 101,376 B).
+    return props.multi_processor_count, props.shared_memory_per_multiprocessor - 1024
+
+
+def ops_for(t: torch.Tensor):
+    """The op namespace, after checking that `t`'s GPU can run this wheel."""
+    ops = _ops()
+    if not t.is_cuda:
+        raise RuntimeError("flash_attn: q, k, v must be CUDA tensors")
+    _device_facts(t.device.index)
+    return ops
+
+
+def num_sms(t: torch.Tensor) -> int:
+    return _device_facts(t.device.index)[0]
+
+
+def max_smem_per_block(t: torch.Tensor) -> int:
+    return _device_facts(t.device.index)[1]
+
+
+def head_dims_built() -> list[int]:
+    return list(build_info().get("head_dims", []))
+
+
+def check_head_dim(head_size: int) -> None:
+    """The kernel head dim (32/64/96/128/192/256 tile) must be in the wheel."""
+    built = head_dims_built()
+    if not built:
+        return
+    tile = next((d for d in (32, 64, 96, 128, 192, 256) if head_size <= d), None)
+    if tile is None:
+        raise RuntimeError("FlashAttention forward only supports head dimension at most 256")
+    if tile not in built:
+        raise RuntimeError(
+            f"flash_attn: head dim {head_size} runs on the hdim{tile} kernels, which this wheel "
+            f"does not have (built: {', '.join(map(str, built))}); {_REBUILD}.")
+
+
+def check_backward_built() -> None:
+    directions = build_info().get("directions", ["fwd", "bwd"])
+    if "bwd" not in directions:
+        raise RuntimeError(
+            "flash_attn: this wheel was built without the backward kernels (forward only); "
+            f"{_REBUILD} (BLACKWHEEL_FA_DIRECTIONS=fwd,bwd).")
