@@ -4,13 +4,15 @@
 # host's own torch (re-locked in a scratch copy of this checkout) with
 # --no-build-isolation and the host's nvcc (BLACKWHEEL_NVCC, default system).
 #   bash ci/offline-build.sh B.tar.gz OUTDIR "KERNELS|ARCHS" ["KERNELS|ARCHS" ...]
-# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a". Prints one timing line per build;
+# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a", or a product: "flash-attn|9.0a"
+# (BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS apply). Prints one timing line per build;
 # wheels land in OUTDIR/wheels-<tag>/, build logs and reports in OUTDIR.
 set -euo pipefail
 bundle="$(realpath "$1")"; out="$(realpath -m "$2")"; shift 2
 mkdir -p "$out"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-scratch="$(mktemp -d)"
+scratch="${BW_SCRATCH:-$(mktemp -d)}"   # BW_SCRATCH: a fixed dir lets a second run reuse the build dirs
+mkdir -p "$scratch"
 export BLACKWHEEL_CACHE="$scratch/cache" BLACKWHEEL_OFFLINE=1
 export BLACKWHEEL_NVCC="${BLACKWHEEL_NVCC:-system}" BLACKWHEEL_COMPILER_CACHE="${BLACKWHEEL_COMPILER_CACHE:-off}"
 mkdir -p "$BLACKWHEEL_CACHE" && tar xzf "$bundle" -C "$BLACKWHEEL_CACHE"
@@ -23,8 +25,14 @@ export BLACKWHEEL_MANYLINUX="${BLACKWHEEL_MANYLINUX:-$(python3 -c 'import platfo
 for spec in "$@"; do
   kernels="${spec%%|*}"; archs="${spec#*|}"; tag="${kernels//;/+}_${archs//;/-}"   # no ";" in paths (CMake lists)
   start=$(date +%s.%N)
-  if BLACKWHEEL_KERNELS="$kernels" BLACKWHEEL_ARCHS="$archs" python3 -m pip wheel --no-build-isolation \
-       --no-deps -v . -w "$scratch/dist-$tag" -C build-dir="$scratch/build-$tag" > "$out/build-$tag.log" 2>&1; then
+  if [ -f "products/$kernels.toml" ]; then   # a product (e.g. flash-attn), not kernel-pack sets
+    build=(env BLACKWHEEL_ARCHS="$archs" python3 -m blackwheel_factory wheel "$kernels" -w "$scratch/dist-$tag"
+           -- --no-build-isolation -v -C build-dir="$scratch/build-$tag")
+  else
+    build=(env BLACKWHEEL_KERNELS="$kernels" BLACKWHEEL_ARCHS="$archs" python3 -m pip wheel --no-build-isolation
+           --no-deps -v . -w "$scratch/dist-$tag" -C build-dir="$scratch/build-$tag")
+  fi
+  if PYTHONPATH=python "${build[@]}" > "$out/build-$tag.log" 2>&1; then
     end=$(date +%s.%N); whl=$(ls "$scratch/dist-$tag"/*.whl)
     python3 -c 'import sys, os; t, w, c = sys.argv[1:4]; print(f"build {t:<28} {float(sys.argv[5]) - float(sys.argv[4]):7.1f} s  {os.path.getsize(w) / 1e6:6.1f} MB  {c} cores")' \
       "$tag" "$whl" "$(nproc)" "$start" "$end"

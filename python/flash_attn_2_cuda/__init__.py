@@ -8,6 +8,6 @@ a LibTorch stable-ABI extension (`_C.abi3.so`, torch.ops.flash_attn_2_cuda.*),
 so one wheel runs on every CUDA 13 torch >= 2.11.
 """
 from ._api import bwd, fwd, fwd_kvcache, varlen_bwd, varlen_fwd
-from ._library import build_info
+from ._library import build_info, head_dims_built
 
-__all__ = ["fwd", "varlen_fwd", "bwd", "varlen_bwd", "fwd_kvcache", "build_info"]
+__all__ = ["fwd", "varlen_fwd", "bwd", "varlen_bwd", "fwd_kvcache", "build_info", "head_dims_built"]

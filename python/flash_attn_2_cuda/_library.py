@@ -34,6 +34,11 @@ def built_archs() -> list[str]:
     return list(build_info().get("archs", []))
 
 
+def _family() -> dict:
+    """The record of the one compiled family (flash_attn_2): head dims, directions."""
+    return next(iter((build_info().get("kernels") or {}).values()), {})
+
+
 def arch_runs_on(arch: str, major: int, minor: int) -> bool:
     """Whether SASS built for `arch` (e.g. 12.0a, 12.0f, 9.0a, 8.0) runs on cc major.minor.
 
@@ -95,7 +100,7 @@ def max_smem_per_block(t: torch.Tensor) -> int:
 
 
 def head_dims_built() -> list[int]:
-    return list(build_info().get("head_dims", []))
+    return list(_family().get("head_dims", []))
 
 
 def check_head_dim(head_size: int) -> None:
@@ -113,7 +118,7 @@ def check_head_dim(head_size: int) -> None:
 
 
 def check_backward_built() -> None:
-    directions = build_info().get("directions", ["fwd", "bwd"])
+    directions = _family().get("directions", ["fwd", "bwd"])
     if "bwd" not in directions:
         raise RuntimeError(
             "flash_attn: this wheel was built without the backward kernels (forward only); "

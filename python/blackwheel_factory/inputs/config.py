@@ -237,7 +237,7 @@ KERNEL_PACK = "kernel-pack"       # the root project (`pip wheel .`), described 
 _PRODUCT_EDITION = 1
 _PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
                  "dependencies", "upstream-packages", "own-packages", "default-archs"}
-_FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "head_dims",
+_FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
                 "available_head_dims", "directions", "available_directions"}
 
 
