@@ -26,6 +26,8 @@ else
   run build.txt bash "$repo/ci/offline-build.sh" "$bundle" "$out/build" "flash-attn|$archs"
   echo "build wall: $(( $(date +%s) - t0 )) s on $(nproc) cores" | tee -a "$out/build.txt"
   wheel="$(ls "$out"/build/wheels-*/flash_attn-*.whl | head -1)"
+  # built with this host's toolchain: hold it to this host's glibc (as offline-build.sh does)
+  export BLACKWHEEL_MANYLINUX="${BLACKWHEEL_MANYLINUX:-$(python3 -c 'import platform; print("manylinux_" + platform.libc_ver()[1].replace(".", "_"))')}"
   # the source tree for upstream's tests: the bundle's flash-attn tree
   mkdir -p "$out/src" && tar xzf "$bundle" -C "$out/src"
 fi

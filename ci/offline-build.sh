@@ -17,6 +17,7 @@ export BLACKWHEEL_CACHE="$scratch/cache" BLACKWHEEL_OFFLINE=1
 export BLACKWHEEL_NVCC="${BLACKWHEEL_NVCC:-system}" BLACKWHEEL_COMPILER_CACHE="${BLACKWHEEL_COMPILER_CACHE:-off}"
 mkdir -p "$BLACKWHEEL_CACHE" && tar xzf "$bundle" -C "$BLACKWHEEL_CACHE"
 (cd "$repo" && git ls-files -co --exclude-standard 2>/dev/null || find . -type f -not -path './.git/*') \
+  | (cd "$repo" && while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done) \
   | (cd "$repo" && tar cf - -T -) | (mkdir -p "$scratch/src" && cd "$scratch/src" && tar xf -)
 cd "$scratch/src"
 PYTHONPATH=python python3 -m blackwheel lock            # this host's torch becomes the lock
@@ -32,7 +33,7 @@ for spec in "$@"; do
     build=(env BLACKWHEEL_KERNELS="$kernels" BLACKWHEEL_ARCHS="$archs" python3 -m pip wheel --no-build-isolation
            --no-deps -v . -w "$scratch/dist-$tag" -C build-dir="$scratch/build-$tag")
   fi
-  if PYTHONPATH=python "${build[@]}" > "$out/build-$tag.log" 2>&1; then
+  if PYTHONPATH="python${PYTHONPATH:+:$PYTHONPATH}" "${build[@]}" > "$out/build-$tag.log" 2>&1; then
     end=$(date +%s.%N); whl=$(ls "$scratch/dist-$tag"/*.whl)
     python3 -c 'import sys, os; t, w, c = sys.argv[1:4]; print(f"build {t:<28} {float(sys.argv[5]) - float(sys.argv[4]):7.1f} s  {os.path.getsize(w) / 1e6:6.1f} MB  {c} cores")' \
       "$tag" "$whl" "$(nproc)" "$start" "$end"

@@ -33,7 +33,11 @@ def ref_attention(q, k, v, causal=False, window=(-1, -1), softcap=0.0, alibi=Non
     if window[1] >= 0:
         mask |= col > row + window[1]
     s = s.masked_fill(mask, float("-inf"))
-    return torch.einsum("bhqk,bkhd->bqhd", torch.softmax(s, dim=-1), v)
+    # a query row with every key masked (causal, seqlen_q > seqlen_k) attends to nothing: 0
+    mx = s.amax(-1, keepdim=True)
+    e = torch.exp(s - torch.where(torch.isinf(mx), torch.zeros_like(mx), mx))
+    p = e / e.sum(-1, keepdim=True).clamp_min(1e-30)
+    return torch.einsum("bhqk,bkhd->bqhd", p, v)
 
 
 def close(out, ref, tol=2e-2):
