@@ -1,7 +1,7 @@
 # flash_attn_2: the complete FlashAttention-2 of flash-attn 2.8.3 (products/flash-attn.toml):
 # forward, split-KV forward (flash_attn_with_kvcache, decode) and, with the
 # direction `bwd`, backward; fp16/bf16, causal and not, for the head dims of the
-# plan (BLACKWHEEL_FA_HEAD_DIMS, BLACKWHEEL_FA_DIRECTIONS). Every feature is
+# plan (BLACKWHEEL_FA_HEAD_DIMS, BLACKWHEEL_FA_DIRECTIONS, BLACKWHEEL_FA_DTYPES). Every feature is
 # compiled in (dropout, ALiBi, softcap, sliding window, uneven head dims): no
 # FLASHATTENTION_DISABLE_*. Kernels from the patched sdist (patches 0001: stable
 # ABI, 0002: SM_120 tiles); our launcher csrc/flash_attn_2_cuda/flash_api.cu.
@@ -17,13 +17,17 @@ function(blackwheel_family_flash_attn_2)
   set(dim_defs)
   foreach(d IN LISTS BW_FLASH_ATTN_2_HEAD_DIMS)
     foreach(kind IN LISTS kinds)
-      foreach(dt bf16 fp16)
+      foreach(dt IN LISTS BW_FLASH_ATTN_2_DTYPES)
         foreach(c "" "_causal")
           list(APPEND srcs "${FA}/src/flash_${kind}_hdim${d}_${dt}${c}_sm80.cu")
         endforeach()
       endforeach()
     endforeach()
     list(APPEND dim_defs BW_FA_HDIM${d}=1)
+  endforeach()
+  foreach(dt IN LISTS BW_FLASH_ATTN_2_DTYPES)
+    string(TOUPPER "${dt}" DT)
+    list(APPEND dim_defs BW_FA_${DT}=1)
   endforeach()
   list(JOIN BW_FLASH_ATTN_2_HEAD_DIMS "," dims)
   list(JOIN BW_FLASH_ATTN_2_DIRECTIONS "," dirs)

@@ -35,7 +35,8 @@ using OptTensor = std::optional<Tensor>;
 namespace {
 
 constexpr const char* kRebuild =
-    "; rebuild the flash_attn wheel with BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS "
+    "; rebuild the flash_attn wheel with BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS / "
+    "BLACKWHEEL_FA_DTYPES "
     "(see `python -m blackwheel_factory wheel flash-attn --help`)";
 
 void* ptr_or_null(const OptTensor& t) { return t.has_value() ? t->data_ptr() : nullptr; }
@@ -316,8 +317,19 @@ void mha_fwd(Tensor q, Tensor k, Tensor v, Tensor out, Tensor softmax_lse, OptTe
 
   const bool split = params.num_splits > 1 || force_split_kernel;
   const cudaStream_t stream = current_stream(q);
-  if (params.is_bf16) run_fwd_dtype<cutlass::bfloat16_t>(params, stream, split);
-  else run_fwd_dtype<cutlass::half_t>(params, stream, split);
+  if (params.is_bf16) {
+#if BW_FA_BF16
+    run_fwd_dtype<cutlass::bfloat16_t>(params, stream, split);
+#else
+    STD_TORCH_CHECK(false, "flash_attn: this wheel has no bfloat16 kernels", kRebuild);
+#endif
+  } else {
+#if BW_FA_FP16
+    run_fwd_dtype<cutlass::half_t>(params, stream, split);
+#else
+    STD_TORCH_CHECK(false, "flash_attn: this wheel has no float16 kernels", kRebuild);
+#endif
+  }
 }
 
 // Backward for bwd and varlen_bwd. dk/dv are the per-query-head gradients
@@ -370,8 +382,19 @@ void mha_bwd(Tensor dout, Tensor q, Tensor k, Tensor v, Tensor out, Tensor softm
   set_params_alibi(params, alibi_slopes);
 
   const cudaStream_t stream = current_stream(q);
-  if (params.is_bf16) run_bwd_dtype<cutlass::bfloat16_t>(params, stream);
-  else run_bwd_dtype<cutlass::half_t>(params, stream);
+  if (params.is_bf16) {
+#if BW_FA_BF16
+    run_bwd_dtype<cutlass::bfloat16_t>(params, stream);
+#else
+    STD_TORCH_CHECK(false, "flash_attn: this wheel has no bfloat16 kernels", kRebuild);
+#endif
+  } else {
+#if BW_FA_FP16
+    run_bwd_dtype<cutlass::half_t>(params, stream);
+#else
+    STD_TORCH_CHECK(false, "flash_attn: this wheel has no float16 kernels", kRebuild);
+#endif
+  }
 #endif
 }
 

@@ -33,6 +33,7 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
            "FlashAttention only support fp16 and bf16 data type")
     _check(k.dtype == q.dtype, "query and key must have the same dtype")
     _check(v.dtype == q.dtype, "query and value must have the same dtype")
+    _library.check_dtype(q.dtype)
     for name, t in (("q", q), ("k", k), ("v", v)):
         _check(t.is_cuda, f"{name} must be on CUDA")
         _check(t.stride(-1) == 1, "Input tensor must have contiguous last dimension")

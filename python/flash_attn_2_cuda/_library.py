@@ -18,7 +18,7 @@ _HERE = Path(__file__).resolve().parent
 _LIBRARY = _HERE / "_C.abi3.so"
 _BUILD_INFO = _HERE / "_build_info.json"
 _REBUILD = ("rebuild with `python -m blackwheel_factory wheel flash-attn` and "
-            "BLACKWHEEL_ARCHS / BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS")
+            "BLACKWHEEL_ARCHS / BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS / BLACKWHEEL_FA_DTYPES")
 
 
 @functools.cache
@@ -123,3 +123,11 @@ def check_backward_built() -> None:
         raise RuntimeError(
             "flash_attn: this wheel was built without the backward kernels (forward only); "
             f"{_REBUILD} (BLACKWHEEL_FA_DIRECTIONS=fwd,bwd).")
+
+
+def check_dtype(dtype: torch.dtype) -> None:
+    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype)
+    built = _family().get("dtypes", ["fp16", "bf16"])
+    if name is not None and name not in built:
+        raise RuntimeError(f"flash_attn: this wheel has no {dtype} kernels (built: "
+                           f"{', '.join(built)}); {_REBUILD} (BLACKWHEEL_FA_DTYPES=fp16,bf16).")

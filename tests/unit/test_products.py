@@ -42,11 +42,14 @@ def test_plan_options_head_dims_and_directions():
     plan = make_plan(config, {})
     f = plan.family("flash_attn_2")
     assert [str(a) for a in f.archs] == ["12.0a"]
-    assert f.options == {"head_dims": [32, 64, 96, 128, 192, 256], "directions": ["fwd", "bwd"]}
+    assert f.options == {"head_dims": [32, 64, 96, 128, 192, 256], "directions": ["fwd", "bwd"],
+                         "dtypes": ["fp16", "bf16"]}
     plan = make_plan(config, {"BLACKWHEEL_FA_HEAD_DIMS": "128", "BLACKWHEEL_FA_DIRECTIONS": "fwd",
-                              "BLACKWHEEL_ARCHS": "9.0a;12.0a"})
+                              "BLACKWHEEL_FA_DTYPES": "bf16", "BLACKWHEEL_ARCHS": "9.0a;12.0a"})
     f = plan.family("flash_attn_2")
-    assert f.options == {"head_dims": [128], "directions": ["fwd"]}
+    assert f.options == {"head_dims": [128], "directions": ["fwd"], "dtypes": ["bf16"]}
+    with pytest.raises(PlanError, match="unknown dtype"):
+        make_plan(config, {"BLACKWHEEL_FA_DTYPES": "fp8"})
     with pytest.raises(PlanError, match="backward needs the forward"):
         make_plan(config, {"BLACKWHEEL_FA_DIRECTIONS": "bwd"})
     with pytest.raises(PlanError, match="unknown direction"):

@@ -238,7 +238,8 @@ _PRODUCT_EDITION = 1
 _PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
                  "dependencies", "upstream-packages", "own-packages", "default-archs"}
 _FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
-                "available_head_dims", "directions", "available_directions"}
+                "available_head_dims", "directions", "available_directions", "dtypes",
+                "available_dtypes"}
 
 
 @dataclass(frozen=True)

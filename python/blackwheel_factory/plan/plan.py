@@ -103,6 +103,19 @@ def _directions(env: Mapping[str, str], fam) -> list[str]:
     return list(fam.extra.get("directions", available))
 
 
+def _dtypes(env: Mapping[str, str], fam) -> list[str]:
+    """BLACKWHEEL_FA_DTYPES=fp16,bf16 (default both): a reduced build (CI) may take one."""
+    available = list(fam.extra.get("available_dtypes", ["fp16", "bf16"]))
+    value = env.get("BLACKWHEEL_FA_DTYPES")
+    if value and value.strip():
+        chosen = list(dict.fromkeys(_split(value)))
+        bad = [d for d in chosen if d not in available]
+        if bad:
+            raise PlanError(f"BLACKWHEEL_FA_DTYPES={value!r}: unknown dtype(s) {bad}; choose from {available}")
+        return [d for d in available if d in chosen]
+    return list(fam.extra.get("dtypes", available))
+
+
 def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None = None,
               cmake_kernels: str | None = None, nvcc_archs: set[int] | None = None,
               nvcc_version: tuple[int, int] | None = None) -> Plan:
@@ -131,6 +144,8 @@ def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None
             options["head_dims"] = _head_dims(env, fam)
         if "directions" in fam.extra:
             options["directions"] = _directions(env, fam)
+        if "dtypes" in fam.extra:
+            options["dtypes"] = _dtypes(env, fam)
         families.append(FamilyPlan(name, tuple(chosen), fam.abi, fam.sources, options))
     if not families:
         raise PlanError("nothing to build: no requested kernel set supports the requested archs "
