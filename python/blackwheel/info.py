@@ -1,6 +1,8 @@
 """`python -m blackwheel info`: print the build record of the installed wheel.
 
-Reads ``_build_info.json`` (or --path FILE); needs no GPU and no torch.
+Reads ``_build_info.json`` of the installed kernel pack, of an installed product
+(--product flash-attn: flash_attn_2_cuda/_build_info.json), of a wheel file
+(--wheel W.whl) or of --path FILE; needs no GPU and no torch.
 """
 from __future__ import annotations
 
@@ -14,8 +16,13 @@ def format_info(info: dict) -> str:
     t = info.get("torch", {})
     lock = t.get("lock", {})
     tc = info.get("toolchain", {})
+    product = info.get("product") or {}
+    head = (f"{product['dist']} {product.get('version', '?')}  (built by blackwheel "
+            f"{info.get('blackwheel_version', '?')}, schema {info.get('schema', '?')})"
+            if product.get("version") else
+            f"blackwheel {info.get('blackwheel_version', '?')}  (schema {info.get('schema', '?')})")
     lines = [
-        f"blackwheel {info.get('blackwheel_version', '?')}  (schema {info.get('schema', '?')})",
+        head,
         f"archs:        {', '.join(info.get('archs', [])) or '-'}",
         f"abi:          {info.get('abi', '?')}",
         f"torch lock:   {lock.get('version', '?')} (git {str(lock.get('git_version', '?'))[:12]}, "
@@ -31,6 +38,9 @@ def format_info(info: dict) -> str:
                      f"  {k.get('library', '')}")
         if k.get("ops"):
             lines.append(f"  {'':<12} ops: {', '.join(k['ops'])}")
+        for opt in ("head_dims", "directions", "dtypes"):
+            if k.get(opt):
+                lines.append(f"  {'':<12} {opt}: {', '.join(map(str, k[opt]))}")
     for name, why in sorted(info.get("skipped", {}).items()):
         lines.append(f"  {name:<12} skipped: {why}")
     if info.get("sources"):
@@ -51,12 +61,37 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the raw build record as JSON")
     p.add_argument("--path", type=Path, default=None,
                    help="a _build_info.json to show (default: the installed package's)")
+    p.add_argument("--wheel", type=Path, default=None, help="show the build record inside a wheel file")
+    p.add_argument("--product", default=None,
+                   help="an installed product instead of the kernel pack, e.g. flash-attn")
+
+
+def _record_from_wheel(wheel: Path) -> dict | None:
+    import zipfile
+    with zipfile.ZipFile(wheel) as z:
+        name = next((n for n in z.namelist() if n.endswith("/_build_info.json") and n.count("/") == 1), None)
+        return json.loads(z.read(name)) if name else None
+
+
+def _record_of_product(name: str) -> dict | None:
+    import importlib.util
+    package = {"flash-attn": "flash_attn_2_cuda"}.get(name, name.replace("-", "_"))
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"product {name!r} is not installed (no package {package})")
+    path = Path(list(spec.submodule_search_locations)[0]) / "_build_info.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def run(args) -> int:
     from blackwheel._guard import BUILD_INFO, build_info
     try:
-        info = build_info(args.path)
+        if args.wheel:
+            info = _record_from_wheel(args.wheel)
+        elif args.product:
+            info = _record_of_product(args.product)
+        else:
+            info = build_info(args.path)
     except ImportError as e:
         print(f"info: {e}", file=sys.stderr)
         return 1

@@ -70,6 +70,11 @@ def test_verify_abi_check_repair(fa_wheel, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     (repaired,) = tmp_path.glob("flash_attn-*.whl")
     assert repaired.name.startswith("flash_attn-2.8.3.post2+cu130.sm120a-cp39-abi3-manylinux_")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
+    r = subprocess.run([sys.executable, "-m", "blackwheel", "info", "--wheel", str(repaired)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "flash-attn 2.8.3.post2+cu130.sm120a" in r.stdout and "head_dims: 32" in r.stdout
 
 
 def test_imports_as_flash_attn_and_refuses_without_gpu(fa_wheel, tmp_path):
