@@ -15,7 +15,7 @@ include("${CMAKE_BINARY_DIR}/plan.cmake")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
   "${CMAKE_SOURCE_DIR}/blackwheel.toml" "${CMAKE_SOURCE_DIR}/torch-lock.toml")
 file(GLOB_RECURSE _bw_patches CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/patches/*.patch")
-# csrc/ is compiled from its content-addressed copy in the source cache
+# csrc/ is compiled from its content-addressed copy under the fixed source root
 # (BW_SRC_OWN, see blackwheel_factory.sources.fetch.stage_tree): an edit re-stages it.
 file(GLOB_RECURSE _bw_own CONFIGURE_DEPENDS "${CMAKE_SOURCE_DIR}/csrc/*")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bw_own})
