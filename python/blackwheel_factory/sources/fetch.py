@@ -530,7 +530,8 @@ def source_records(config: Config, names: Iterable[str], cache: Path | None = No
         if cache is not None:
             m = read_manifest(manifest_path(cache, f"{s.key}-{tree_key(s, patches)}"))
             if m is not None:
-                rec["tree_sha256"] = digest_of(m["files"])
+                # the full tree's digest (a bundle's manifest keeps it for its subset)
+                rec["tree_sha256"] = m.get("digest") or digest_of(m["files"])
         recs.append(rec)
     return recs
 
@@ -554,8 +555,8 @@ def write_bundle(config: Config, names: Iterable[str], cache: Path, out: Path,
                     if not source.bundle or any(rel.startswith(prefix + b) for b in source.bundle)}
             for rel in sorted(keep):
                 tf.add(top / rel, arcname=f"trees/{top.name}/{rel}", recursive=False)
-            data = json.dumps({**man, "files": keep, "digest": digest_of(keep),
-                               "bundle": list(source.bundle)}, indent=1, sort_keys=True).encode()
+            data = json.dumps({**man, "files": keep, "bundle": list(source.bundle)},
+                              indent=1, sort_keys=True).encode()
             info = tarfile.TarInfo(f"manifests/{top.name}.json")
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
