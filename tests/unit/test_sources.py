@@ -366,3 +366,22 @@ why = "test"
     assert r.returncode == 0, r.stdout + r.stderr
     assert "changed: csrc/k.cu" in r.stdout and f"demo: {tree}" in r.stdout
     assert (tree / "csrc/k.cu").read_text() == "kernel\n"
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_found(tmp_path):
+    """The stat shortcut (unchanged lstat: no re-hash) includes ctime, which a user
+    cannot set back: same size, mtime restored, still detected."""
+    import os
+    import time
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    S.prepare(cfg, ["demo"], cache, log=lambda m: None)           # stat cache filled
+    f = tree / "csrc/k.cu"
+    st = f.stat()
+    time.sleep(0.05)
+    f.write_text("KERNEL\n")                                     # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    log: list[str] = []
+    S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert any("changed: csrc/k.cu" in m for m in log), log
+    assert f.read_text() == "kernel\n"
