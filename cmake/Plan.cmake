@@ -17,7 +17,7 @@ set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
 file(GLOB _bw_products CONFIGURE_DEPENDS "${BW_ROOT}/products/*.toml")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bw_products})
 file(GLOB_RECURSE _bw_patches CONFIGURE_DEPENDS "${BW_ROOT}/patches/*.patch")
-# csrc/ is compiled from its content-addressed copy in the source cache
+# csrc/ is compiled from its content-addressed copy under the fixed source root
 # (BW_SRC_OWN, see blackwheel_factory.sources.fetch.stage_tree): an edit re-stages it.
 file(GLOB_RECURSE _bw_own CONFIGURE_DEPENDS "${BW_ROOT}/csrc/*")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_bw_own})

@@ -17,7 +17,7 @@ include(kernels/FlashAttn2)
 include(BuildInfo)           # _build_info.json + post-link ABI check
 
 blackwheel_compiler_cache()
-blackwheel_reproducible_flags(PREFIX_MAPS "${BW_SOURCE_CACHE}/trees=/blackwheel/sources")
+blackwheel_reproducible_flags(PREFIX_MAPS "${BW_SOURCE_ROOT}=/blackwheel/sources")
 foreach(family IN LISTS BW_FAMILIES)
   cmake_language(CALL blackwheel_family_${family})
 endforeach()

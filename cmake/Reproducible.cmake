@@ -46,6 +46,16 @@
 #     is set per source file when TARGETS are given.
 #   * fatbin compression (default in CUDA 13) is deterministic.
 
+# No build-tree RPATH, ever. CMake links a build-tree RPATH (the absolute paths of
+# the linked libraries' directories) and the install step blanks it in place: the
+# bytes stay in .dynstr, so the checkout path's LENGTH reached the wheel (measured:
+# .dynstr 15 bytes longer for a checkout path 15 characters longer). Linking with
+# the install RPATH (empty: torch is loaded before the extensions) writes none.
+# Set here, at include time, so that every target created afterwards gets it.
+set(CMAKE_SKIP_BUILD_RPATH ON)
+set(CMAKE_BUILD_WITH_INSTALL_RPATH ON)
+set(CMAKE_INSTALL_RPATH "")
+
 function(_bw_default_prefix_maps out)
   set(maps "${CMAKE_SOURCE_DIR}=/blackwheel/src")
   if(CMAKE_BINARY_DIR AND NOT CMAKE_BINARY_DIR STREQUAL CMAKE_SOURCE_DIR)

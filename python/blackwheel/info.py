@@ -86,9 +86,9 @@ def _record_of_product(name: str) -> dict | None:
 def run(args) -> int:
     from blackwheel._guard import BUILD_INFO, build_info
     try:
-        if args.wheel:
+        if getattr(args, "wheel", None):
             info = _record_from_wheel(args.wheel)
-        elif args.product:
+        elif getattr(args, "product", None):
             info = _record_of_product(args.product)
         else:
             info = build_info(args.path)

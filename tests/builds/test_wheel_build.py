@@ -1,10 +1,14 @@
 """The real thing, small: `pip wheel .` of the marlin_fp4 kernel set (vLLM's FP4
 Marlin: 2 generated kernel TUs + marlin.cu + repack, about 1-2 minutes per build on
-2 cores), built twice from two copies of the checkout in two directories.
+2 cores), built twice from two copies of the checkout whose paths have DIFFERENT
+lengths, with different build dirs (lengths too), different BLACKWHEEL_CACHE dirs
+(each a fresh cache seeded only with the pinned blobs) and a different HOME.
 
 Proves: the build compiles real upstream code from the pinned sources; the two
 wheels are byte-identical (reproducible, cold compiles with the compiler cache
-off); every extension holds sm_120a SASS (verify); every undefined symbol resolves
+off; the test checks that its two builds really differ in every one of those
+facts, so it cannot pass by accident); the wheel's name carries its variant
+(0.1.0+cu130.sm120a); every extension holds sm_120a SASS (verify); every undefined symbol resolves
 in the locked torch and stays on the stable C shim (abi-check); the installed
 wheel registers its ops under torch.ops.blackwheel and refuses CPU tensors with a
 clear error; and a 9.0a-only build is refused by verify when 12.0a is asked for.
@@ -40,9 +44,9 @@ def _checkout_copy(dest: Path) -> Path:
 
 
 def _build(src: Path, out: Path, build_dir: Path, archs: str, kernels: str = "marlin_fp4",
-           cache: str = "off") -> subprocess.CompletedProcess:
+           cache: str = "off", **extra_env: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, BLACKWHEEL_KERNELS=kernels, BLACKWHEEL_ARCHS=archs,
-               BLACKWHEEL_COMPILER_CACHE=cache)
+               BLACKWHEEL_COMPILER_CACHE=cache, **extra_env)
     env.pop("SOURCE_DATE_EPOCH", None)     # the configuration decides it
     return subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v",
@@ -66,16 +70,49 @@ def _cli(*args, **kw) -> subprocess.CompletedProcess:
                           text=True, env=env, **kw)
 
 
+def _seeded_cache(dest: Path) -> Path:
+    """A fresh source cache holding only the pinned blobs (copied from this machine's
+    cache when it has them, so that the builds need no index): trees, manifests and
+    staged csrc/ are made anew by the build."""
+    sys.path.insert(0, str(REPO / "python"))
+    from blackwheel_factory.sources.fetch import default_cache_dir
+    blobs = default_cache_dir() / "blobs"
+    if blobs.is_dir():
+        shutil.copytree(blobs, dest / "blobs")
+    dest.mkdir(parents=True, exist_ok=True)
+    return dest
+
+
+# Two builds that differ in every path and environment fact a build can see:
+# checkout path (and its length), build dir (and its length), BLACKWHEEL_CACHE, HOME.
+VARIANTS = {
+    "a": {"src": "a", "build": "b", "cache": "c", "home": "h"},
+    "b": {"src": "checkout-with-a-much-longer-path/blackwheel",
+          "build": "another/build-directory-of-other-length", "cache": "caches/second-user-cache",
+          "home": "homes/someone-else"},
+}
+
+
 @pytest.fixture(scope="module")
 def two_builds(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheelbuild")
-    wheels = []
-    for name in ("a", "b"):
-        src = _checkout_copy(root / f"src-{name}")
-        out = root / f"dist-{name}"
-        r = _build(src, out, root / f"build-{name}", "12.0a")
+    wheels, facts = [], []
+    for name, v in VARIANTS.items():
+        src = _checkout_copy(root / name / v["src"])
+        cache = _seeded_cache(root / name / v["cache"])
+        home = root / name / v["home"]
+        home.mkdir(parents=True)
+        out = root / name / "dist"
+        r = _build(src, out, root / name / v["build"], "12.0a", BLACKWHEEL_CACHE=str(cache),
+                   HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
         assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
         wheels.append(_wheel(out))
+        facts.append((str(src), str(root / name / v["build"]), str(cache), str(home)))
+    # the two builds really differ: every path, and every path's length
+    for x, y in zip(*facts):
+        assert x != y and len(x) != len(y), (x, y)
+    for cache in (root / n / v["cache"] for n, v in VARIANTS.items()):
+        assert list((cache / "manifests").glob("vllm-*.json")), f"{cache} was not the build's cache"
     return wheels
 
 
@@ -85,6 +122,11 @@ def test_two_clean_builds_are_byte_identical(two_builds):
     if _sha(a) != _sha(b):
         r = _cli("verify", "--against", str(a), str(b))
         pytest.fail(f"wheels differ:\n{r.stdout}{r.stderr}")
+    print(f"sha256 {_sha(a)}  {a.name}")
+
+
+def test_the_wheel_name_says_what_it_is_for(two_builds):
+    assert two_builds[0].name.startswith("blackwheel-0.1.0+cu130.sm120a-cp39-abi3-"), two_builds[0].name
 
 
 def test_build_record_names_every_input(two_builds):
@@ -98,6 +140,15 @@ def test_build_record_names_every_input(two_builds):
     assert {s["name"] for s in info["sources"]} == {"vllm", "cutlass"}
     vllm = next(s for s in info["sources"] if s["name"] == "vllm")
     assert [p["name"] for p in vllm["patches"]] == sorted(p.name for p in (REPO / "patches/vllm-0.33.0").glob("*.patch"))
+    assert all(len(p["sha256"]) == 64 for p in vllm["patches"])
+    # the digest of the verified tree that was compiled, and of our own csrc/
+    assert all(len(s["tree_sha256"]) == 64 for s in info["sources"])
+    sys.path.insert(0, str(REPO / "python"))
+    from blackwheel_factory.sources.fetch import digest_of, file_digests
+    assert info["own_sources"]["csrc_sha256"] == digest_of(file_digests(REPO / "csrc"))
+    assert info["blackwheel_version"] == "0.1.0+cu130.sm120a"
+    for tool in ("scikit-build-core_dist", "cmake_dist", "ninja_dist", "host_compiler", "cmake"):
+        assert info["toolchain"].get(tool), tool
     assert info["torch"]["lock"]["version"] == "2.14.1+cu130"
     assert info["abi"] == "stable" and info["torch"]["requirement"] == "torch>=2.11"
     assert info["toolchain"]["nvcc_version"] == "13.0.88" and info["toolchain"]["nvcc_origin"] == "pypi"
@@ -108,8 +159,10 @@ def test_build_record_names_every_input(two_builds):
 
 def test_metadata_requires_torch_from_the_stable_target(two_builds):
     with zipfile.ZipFile(two_builds[0]) as z:
-        meta = z.read("blackwheel-0.1.0.dist-info/METADATA").decode()
+        meta = z.read("blackwheel-0.1.0+cu130.sm120a.dist-info/METADATA").decode()
     assert "Requires-Dist: torch>=2.11" in meta
+    assert "Version: 0.1.0+cu130.sm120a" in meta
+    assert "Requires-Python: >=3.9" in meta           # agrees with the cp39-abi3 tag
 
 
 def test_verify_finds_sm120a_sass(two_builds, tmp_path):

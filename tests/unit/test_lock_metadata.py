@@ -72,8 +72,8 @@ def test_unknown_kernel_set_names_choices(monkeypatch):
 
 
 def test_bad_field_and_setting():
-    with pytest.raises(RuntimeError, match="'dependencies' only"):
-        M.dynamic_metadata("version", {})
+    with pytest.raises(RuntimeError, match="'dependencies' and 'version' only"):
+        M.dynamic_metadata("name", {})
     with pytest.raises(RuntimeError, match="unknown setting"):
         M.dynamic_metadata("dependencies", {"colour": "blue"})
 
@@ -91,6 +91,7 @@ def test_scikit_build_core_loads_provider_from_pyproject(monkeypatch):
                                               pyproject["tool"]["scikit-build"]["metadata"])
     assert project["dependencies"] == ["torch>=2.11"]
     assert "dependencies" not in project["dynamic"]
+    assert project["version"] == "0.1.0+cu130.sm120a" and "version" not in project["dynamic"]
 
 
 def test_provider_imports_without_torch():

@@ -18,6 +18,13 @@ from blackwheel_factory.inputs.config import Config, Source, load_config
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _own_source_root(tmp_path, monkeypatch):
+    """Every test gets its own source root (never the machine's /tmp/blackwheel-src)."""
+    monkeypatch.setenv("BLACKWHEEL_SRC_ROOT", str(tmp_path / "src-root"))
+    monkeypatch.delenv("BLACKWHEEL_OFFLINE", raising=False)
+
+
 def _sdist(path: Path, files: dict[str, str]) -> str:
     with tarfile.open(path, "w:gz") as tf:
         for name, text in files.items():
@@ -126,7 +133,7 @@ def test_patch_that_does_not_apply_names_the_patch_and_leaves_no_tree(tmp_path):
         "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-three\n+3\n")
     with pytest.raises(S.SourceError, match="0007-stale.patch does not apply"):
         S.prepare(cfg, ["demo"], cache, log=lambda m: None)
-    assert not list((cache / "trees").iterdir())     # the temp dir was removed
+    assert not list((tmp_path / "src-root").iterdir())     # the temp dir was removed
 
 
 def test_offline_with_empty_cache_says_what_to_do(tmp_path, monkeypatch):
@@ -189,18 +196,192 @@ def test_bundle_holds_only_what_the_build_needs_and_restores_offline(tmp_path, m
 
 
 def test_stage_tree_is_content_addressed_and_shared_by_checkouts(tmp_path):
-    """Two checkouts with the same csrc/ stage to the same cache path (the real path
-    nvcc hashes into internal symbol names); an edit gives a new path."""
+    """Two checkouts with the same csrc/ stage to the same path under the source root
+    (the real path nvcc hashes into internal symbol names); an edit gives a new path."""
     from blackwheel_factory.sources import fetch as S
-    cache = tmp_path / "cache"
+    cache = tmp_path / "src-root"
     for co in ("checkout-a", "other/checkout-b"):
         (tmp_path / co / "csrc" / "fam").mkdir(parents=True)
         (tmp_path / co / "csrc" / "fam" / "entry.cu").write_text("__global__ void k() {}\n")
-    a = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc")
-    b = S.stage_tree(tmp_path / "other/checkout-b" / "csrc", cache, "blackwheel-csrc")
+    a = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc", log=lambda m: None)
+    b = S.stage_tree(tmp_path / "other/checkout-b" / "csrc", cache, "blackwheel-csrc", log=lambda m: None)
     assert a == b and (a / "fam" / "entry.cu").read_text() == "__global__ void k() {}\n"
-    assert sorted(p.name for p in (cache / "trees").iterdir()) == [a.name]   # no temp dirs left
+    assert sorted(p.name for p in cache.iterdir()) == [a.name]   # no temp dirs left
     (tmp_path / "checkout-a" / "csrc" / "fam" / "entry.cu").write_text("// edited\n")
-    c = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc")
+    c = S.stage_tree(tmp_path / "checkout-a" / "csrc", cache, "blackwheel-csrc", log=lambda m: None)
     assert c != a and (c / "fam" / "entry.cu").read_text() == "// edited\n"
     assert (a / "fam" / "entry.cu").read_text() == "__global__ void k() {}\n"   # old copy untouched
+
+
+# ------------------------------------------------------------------ cache integrity
+
+def _prepared(tmp_path, files=None, patch=True):
+    sha = _sdist(tmp_path / "demo-1.0.tar.gz", files or {"csrc/k.cu": "kernel\n", "a.txt": "one\ntwo\n"})
+    cfg = _config(tmp_path, sha)
+    if patch:
+        (tmp_path / "patches/demo-1.0").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "patches/demo-1.0/0001-two.patch").write_text(
+            "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n")
+    cache = tmp_path / "cache"
+    S.add_blob(cache, cfg.sources["demo"], tmp_path / "demo-1.0.tar.gz")
+    return cfg, cache
+
+
+def test_an_edited_cached_tree_is_named_set_aside_and_recreated_offline(tmp_path, monkeypatch):
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    assert (tree / "a.txt").read_text() == "one\nTWO\n"
+    man = S.read_manifest(S.manifest_path(cache, tree.name))
+    assert set(man["files"]) == {"csrc/k.cu", "a.txt"} and man["patches"]
+    # the poisoning of issue 14: a line appended to a cached source that still compiles
+    (tree / "csrc/k.cu").write_text("kernel\n// planted\n")
+    (tree / "extra.h").write_text("#define X 1\n")
+    monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")
+    log: list[str] = []
+    again = S.prepare(cfg, ["demo"], cache, log=log.append)["demo"]
+    text = "\n".join(log)
+    assert "changed: csrc/k.cu" in text and "added: extra.h" in text, text
+    assert "will not be compiled" in text and "set aside" in text
+    assert again == tree
+    assert (tree / "csrc/k.cu").read_text() == "kernel\n" and not (tree / "extra.h").exists()
+    assert (tree / "a.txt").read_text() == "one\nTWO\n"      # patches applied again
+    aside = list((tree.parent / ".set-aside").iterdir())
+    assert len(aside) == 1 and (aside[0] / "csrc/k.cu").read_text().endswith("// planted\n")
+    # a clean tree is used as is: nothing logged, nothing set aside
+    log.clear()
+    S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert log == [] and len(list((tree.parent / ".set-aside").iterdir())) == 1
+
+
+def test_a_deleted_file_is_reported_and_restored(tmp_path):
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    (tree / "a.txt").unlink()
+    log: list[str] = []
+    S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert any("missing: a.txt" in m for m in log)
+    assert (tree / "a.txt").read_text() == "one\nTWO\n"
+
+
+def test_a_tree_without_our_manifest_is_proven_from_the_blob(tmp_path):
+    """A tree someone else put at the canonical path (another user, an older cache):
+    unpacked from our blob and compared before use; a poisoned one is set aside."""
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    S.manifest_path(cache, tree.name).unlink()
+    log: list[str] = []
+    assert S.prepare(cfg, ["demo"], cache, log=log.append)["demo"] == tree
+    assert not any("set aside" in m for m in log)           # the honest tree is kept
+    S.manifest_path(cache, tree.name).unlink()
+    (tree / "csrc/k.cu").write_text("evil\n")
+    S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert any("changed: csrc/k.cu" in m for m in log)
+    assert (tree / "csrc/k.cu").read_text() == "kernel\n"
+
+
+def test_an_edited_tree_without_the_blob_offline_is_refused(tmp_path, monkeypatch):
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    S.blob_path(cache, cfg.sources["demo"]).unlink()
+    (tree / "csrc/k.cu").write_text("evil\n")
+    monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")
+    log: list[str] = []
+    with pytest.raises(S.SourceError, match="BLACKWHEEL_OFFLINE"):
+        S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert any("changed: csrc/k.cu" in m for m in log)
+    assert not tree.exists()                    # never left in place to be compiled
+
+
+def test_a_tampered_bundle_is_refused(tmp_path, monkeypatch):
+    cfg, cache = _prepared(tmp_path)
+    S.write_bundle(cfg, ["demo"], cache, tmp_path / "b.tar.gz")
+    other = tmp_path / "host-cache"
+    with tarfile.open(tmp_path / "b.tar.gz") as tf:
+        tf.extractall(other, filter="data")
+    monkeypatch.setenv("BLACKWHEEL_OFFLINE", "1")
+    monkeypatch.setenv("BLACKWHEEL_SRC_ROOT", str(tmp_path / "host-root"))
+    bundled = next((other / "trees").iterdir())
+    (bundled / "csrc/k.cu").write_text("evil\n")
+    with pytest.raises(S.SourceError, match="differs from its manifest"):
+        S.prepare(cfg, ["demo"], other, log=lambda m: None)
+
+
+def test_the_staged_csrc_copy_is_checked_against_the_checkout(tmp_path):
+    (tmp_path / "co/csrc/fam").mkdir(parents=True)
+    (tmp_path / "co/csrc/fam/entry.cu").write_text("ok\n")
+    root = tmp_path / "src-root"
+    staged = S.stage_tree(tmp_path / "co/csrc", root, log=lambda m: None)
+    (staged / "fam/entry.cu").write_text("ok\n// planted\n")
+    log: list[str] = []
+    assert S.stage_tree(tmp_path / "co/csrc", root, log=log.append) == staged
+    assert any("changed: fam/entry.cu" in m for m in log)
+    assert (staged / "fam/entry.cu").read_text() == "ok\n"
+
+
+def _prepare_in_child(args):
+    cfg_root, sha, cache = args
+    import os as _os
+    _os.environ["BLACKWHEEL_OFFLINE"] = "1"
+    cfg = _config(Path(cfg_root), sha)
+    return str(S.prepare(cfg, ["demo"], Path(cache), log=lambda m: None)["demo"])
+
+
+def test_concurrent_builds_sharing_a_cache_agree(tmp_path):
+    import multiprocessing as mp
+    cfg, cache = _prepared(tmp_path, files={f"csrc/f{i}.cu": f"k{i}\n" * 2000 for i in range(200)},
+                           patch=False)
+    sha = cfg.sources["demo"].sha256
+    with mp.get_context("fork").Pool(4) as pool:
+        paths = pool.map(_prepare_in_child, [(str(tmp_path), sha, str(cache))] * 8)
+    assert len(set(paths)) == 1
+    tree = Path(paths[0])
+    assert sorted(p.name for p in tree.parent.iterdir()) == [tree.name]    # no temp dirs left
+    assert S.compare_tree(S.file_digests(tree),
+                          S.read_manifest(S.manifest_path(cache, tree.name))["files"]) == []
+
+
+def test_sources_command_reports_the_edited_file(tmp_path, monkeypatch):
+    """`python -m blackwheel sources`, offline, the same prepare() a build calls."""
+    import os
+    import subprocess
+    import sys
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    (tree / "csrc/k.cu").write_text("kernel\n// planted\n")
+    toml = (REPO / "blackwheel.toml").read_text()
+    (tmp_path / "blackwheel.toml").write_text(toml + f'''
+[[source]]
+name = "demo"
+dist = "demo"
+version = "1.0"
+filename = "demo-1.0.tar.gz"
+sha256 = "{cfg.sources['demo'].sha256}"
+why = "test"
+''')
+    env = dict(os.environ, PYTHONPATH=str(REPO / "python"), BLACKWHEEL_OFFLINE="1",
+               BLACKWHEEL_CACHE=str(cache))
+    r = subprocess.run([sys.executable, "-m", "blackwheel_factory", "sources", "demo",
+                        "--config", str(tmp_path / "blackwheel.toml")],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "changed: csrc/k.cu" in r.stdout and f"demo: {tree}" in r.stdout
+    assert (tree / "csrc/k.cu").read_text() == "kernel\n"
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_found(tmp_path):
+    """The stat shortcut (unchanged lstat: no re-hash) includes ctime, which a user
+    cannot set back: same size, mtime restored, still detected."""
+    import os
+    import time
+    cfg, cache = _prepared(tmp_path)
+    tree = S.prepare(cfg, ["demo"], cache, log=lambda m: None)["demo"]
+    S.prepare(cfg, ["demo"], cache, log=lambda m: None)           # stat cache filled
+    f = tree / "csrc/k.cu"
+    st = f.stat()
+    time.sleep(0.05)
+    f.write_text("KERNEL\n")                                     # same size
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    log: list[str] = []
+    S.prepare(cfg, ["demo"], cache, log=log.append)
+    assert any("changed: csrc/k.cu" in m for m in log), log
+    assert f.read_text() == "kernel\n"

@@ -1,9 +1,18 @@
-"""scikit-build-core dynamic metadata provider for ``[project] dependencies``.
+"""scikit-build-core dynamic metadata provider for ``[project] dependencies`` and
+``version``.
 
 pyproject.toml:
     [tool.scikit-build.metadata.dependencies]
     provider = "blackwheel_factory.compile.metadata"
     provider-path = "python"
+    [tool.scikit-build.metadata.version]
+    provider = "blackwheel_factory.compile.metadata"
+    provider-path = "python"
+    public = "0.1.0"
+
+The version is the public version plus the build variant's PEP 440 local label
+(packaging/variant.py): ``0.1.0+cu130.sm120a`` for the plan's archs and the CUDA of
+the locked torch, so two arch builds of one version never share a file name.
 
 The wheel's torch requirement follows the ABI kind of what is built: every
 selected kernel set stable-ABI -> ``torch>=<stable_target>``; any classic-ABI
@@ -20,9 +29,10 @@ from typing import Any, Mapping
 from blackwheel_factory.inputs.config import Config, TorchLock, find_root, load_config, load_lock
 
 __all__ = ["dynamic_metadata", "get_requires_for_dynamic_metadata", "torch_requirement",
-           "abi_kind"]
+           "abi_kind", "wheel_version", "public_version"]
 
 _SETTINGS = {"root"}   # optional: project root (default: found from the cwd)
+_VERSION_SETTINGS = {"root", "public"}   # public: the version before the local label
 
 
 def abi_kind(config: Config, families: list[str]) -> str:
@@ -49,17 +59,42 @@ def requirements(root: Path, env: Mapping[str, str]) -> list[str]:
     return [torch_requirement(lock, abi_kind(config, selected_families(config, env)))]
 
 
+def public_version(root: Path) -> str:
+    """The public version, from pyproject.toml's [tool.scikit-build.metadata.version] public."""
+    import tomllib
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    try:
+        return str(data["tool"]["scikit-build"]["metadata"]["version"]["public"])
+    except KeyError:
+        return str(data["project"]["version"])
+
+
+def wheel_version(root: Path, env: Mapping[str, str], public: str | None = None) -> str:
+    """'0.1.0+cu130.sm120a': public version + CUDA of the torch lock + the plan's archs
+    (BLACKWHEEL_ARCHS / TORCH_CUDA_ARCH_LIST / default, as plan.py reads them)."""
+    from blackwheel_factory.packaging.variant import variant_version
+    from blackwheel_factory.plan.plan import make_plan
+    config = load_config(root / "blackwheel.toml")
+    lock = load_lock(root / "torch-lock.toml")
+    plan = make_plan(config, env)
+    return variant_version(public or public_version(root), lock.cuda, plan.requested_archs)
+
+
 def dynamic_metadata(field: str, settings: Mapping[str, Any] | None = None,
-                     project: Mapping[str, Any] | None = None) -> list[str]:
+                     project: Mapping[str, Any] | None = None):
     settings = dict(settings or {})
-    if field != "dependencies":
-        raise RuntimeError(f"blackwheel_factory.compile.metadata provides 'dependencies' only, not {field!r}")
-    unknown = set(settings) - _SETTINGS
+    if field not in ("dependencies", "version"):
+        raise RuntimeError(f"blackwheel_factory.compile.metadata provides 'dependencies' and "
+                           f"'version' only, not {field!r}")
+    allowed = _VERSION_SETTINGS if field == "version" else _SETTINGS
+    unknown = set(settings) - allowed
     if unknown:
-        raise RuntimeError(f"blackwheel_factory.compile.metadata: unknown setting(s) {sorted(unknown)}; "
-                           f"allowed: {sorted(_SETTINGS)}")
+        raise RuntimeError(f"blackwheel_factory.compile.metadata: unknown setting(s) {sorted(unknown)} "
+                           f"for {field}; allowed: {sorted(allowed)}")
     root = Path(settings["root"]) if "root" in settings else find_root()
     export_source_date_epoch(root, os.environ)
+    if field == "version":
+        return wheel_version(root, os.environ, settings.get("public"))
     return requirements(root, os.environ)
 
 

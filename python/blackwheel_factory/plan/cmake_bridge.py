@@ -100,9 +100,12 @@ def stage_kernels(args) -> int:
     for name, reason in plan.skipped:
         print(f"blackwheel: skipping {name}: {reason}")
     cache = S.default_cache_dir()
-    dirs = S.prepare(config, plan.sources, cache, log=print)
+    src_root = S.source_root()
+    # every tree is verified against its manifest before it is used (set aside and
+    # re-created when it differs), at the same absolute path on every machine
+    dirs = S.prepare(config, plan.sources, cache, log=print, root=src_root)
     # our own csrc/ too: nvcc's internal symbol names follow the source's real path
-    dirs["own"] = S.stage_tree(config.path.parent / "csrc", cache, "blackwheel-csrc")
+    dirs["own"] = S.stage_tree(config.path.parent / "csrc", src_root, "blackwheel-csrc", log=print)
     jobs = _jobs(plan)
     print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
           f"({jobs['reason']})")
@@ -122,6 +125,7 @@ def stage_kernels(args) -> int:
     for name, path in dirs.items():
         lines.append(f"set(BW_SRC_{name.upper().replace('-', '_')} {_cmake_str(path)})")
     lines.append(f"set(BW_SOURCE_CACHE {_cmake_str(cache.resolve())})")
+    lines.append(f"set(BW_SOURCE_ROOT {_cmake_str(src_root)})")
     from blackwheel_factory.packaging.repair import load_policy
     # BLACKWHEEL_MANYLINUX: the policy the post-link check holds the binaries to, e.g.
     # manylinux_2_39 when building on a newer host than the project's toolchain.
@@ -133,7 +137,9 @@ def stage_kernels(args) -> int:
     lines += _product_lines(product, dirs)
     _atomic_write(args.out, "\n".join(lines) + "\n")
     record = plan_as_dict(plan)
-    record["sources"] = S.source_records(config, plan.sources)
+    record["sources"] = S.source_records(config, plan.sources, cache)
+    record["own_sources"] = {"csrc_sha256": S.digest_of(S.file_digests(config.path.parent / "csrc"))}
+    record["source_root"] = str(src_root)
     record["source_dirs"] = {k: str(v) for k, v in dirs.items()}
     record["jobs"] = jobs
     record["source_date_epoch"] = config.source_date_epoch
@@ -173,9 +179,19 @@ def stage_record(args) -> int:
     abi = "stable" if all(k["abi"] == "stable" for k in kernels.values()) else "classic"
     requirement = (f"torch>={lock.stable_target}" if abi == "stable"
                    else f"torch=={lock.public_version}")
+    from blackwheel_factory.compile.metadata import public_version
+    version = _version(config.root, plan["archs"], lock)
+    # the kernel pack's name comes from the metadata provider (environment); a product's
+    # from its rendered pyproject (compile/product_wheel.py), which reads -C too
+    env_version = _env_version(config.root) if product is None else None
+    if env_version is not None and env_version != version:
+        raise PlanError(
+            f"the wheel is named {env_version} (archs from the environment) but CMake builds "
+            f"archs {', '.join(plan['archs'])} ({version}): pass the archs as BLACKWHEEL_ARCHS in "
+            f"the environment, not as -C cmake.define (the name is decided before CMake runs)")
     info = {
         "schema": 1,
-        "blackwheel_version": _version(config.root),
+        "blackwheel_version": version if product is None else public_version(config.root),
         "product": _product_record(product, plan, lock),
         "archs": plan["archs"],
         "kernels": kernels,
@@ -184,7 +200,8 @@ def stage_record(args) -> int:
         "torch": {"lock": lock.as_dict(), "requirement": requirement,
                   "min_version": lock.stable_target if abi == "stable" else lock.public_version},
         "sources": plan["sources"],
-        "toolchain": tc,
+        "own_sources": plan.get("own_sources", {}),
+        "toolchain": {**tc, **_tool_versions()},
         "flags": flags,
         "source_date_epoch": plan["source_date_epoch"],
     }
@@ -202,9 +219,35 @@ def _product_record(product, plan: dict, lock) -> dict:
             "upstream_version": product.version}
 
 
-def _version(root: Path) -> str:
-    import tomllib
-    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+def _version(root: Path, archs: list[str], lock) -> str:
+    """The wheel's version: public version + variant label (packaging/variant.py)."""
+    from blackwheel_factory.compile.metadata import public_version
+    from blackwheel_factory.packaging.variant import variant_version
+    return variant_version(public_version(root), lock.cuda, archs)
+
+
+def _env_version(root: Path) -> str | None:
+    """The version the metadata provider gave the wheel (same env), or None if unknown."""
+    from blackwheel_factory.compile.metadata import wheel_version
+    try:
+        return wheel_version(root, os.environ)
+    except Exception:
+        return None
+
+
+def _tool_versions() -> dict:
+    """Versions of the Python-side tools that shape the bytes (the build backend that
+    writes the zip, the ABI checker's policy data, the generator's template engine), all
+    pinned in build-system.requires. (Not the Python version: it decides no byte.)"""
+    from importlib import metadata as md
+    out = {}
+    for dist in ("scikit-build-core", "ninja", "cmake", "jinja2", "auditwheel", "pyelftools",
+                 "packaging"):
+        try:
+            out[f"{dist}_dist"] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
 
 
 def run(args) -> int:

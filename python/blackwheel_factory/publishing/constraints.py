@@ -173,6 +173,20 @@ def pip_report(wheels: list[Path], requirement: str, source: list[str], target: 
         return json.loads(report.read_text())
 
 
+def check_one_variant_per_project(filenames: list[str]) -> None:
+    """One install set holds one build of each project: two arch variants of one version
+    (0.1.0+cu130.sm120a, 0.1.0+cu130.sm90a.sm120a) cannot both be pinned (pure)."""
+    seen: dict[str, list[str]] = {}
+    for f in filenames:
+        seen.setdefault(si.project_of(f), []).append(f)
+    for project, files in seen.items():
+        if len(files) > 1:
+            versions = ", ".join(sorted(si.version_of(f) for f in files))
+            raise ConstraintsError(
+                f"{len(files)} wheels of {project} ({versions}): a constraints file pins one "
+                f"build per target; write one file per variant (pass one --wheel of {project})")
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -193,6 +207,7 @@ def build(args) -> tuple[str, list[Pin]]:
         if not w.is_file() or not w.name.endswith(".whl"):
             raise ConstraintsError(f"{w}: not a wheel file; pass the built wheels with --wheel dist/*.whl")
         si.project_of(w.name)
+    check_one_variant_per_project([w.name for w in wheels])
     local_sha = {w.name: sha256_file(w) for w in wheels}
     target = []
     if args.python_version:
