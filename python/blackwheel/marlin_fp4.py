@@ -17,6 +17,7 @@ and runs on any device.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -310,9 +311,46 @@ def prepare_mxfp4_weight(packed: torch.Tensor, scales: torch.Tensor, act_dtype: 
                            n, k, pn, pk, act_dtype)
 
 
-def make_workspace(device: torch.device | str) -> torch.Tensor:
+def make_workspace(device: torch.device | str, sms: int | None = None) -> torch.Tensor:
     """Zeroed int32 locks, one per possible thread block (SMs x 4). Marlin resets
-    them after each call, so calls ordered on one stream can share one."""
+    them after each call, so calls ordered on one stream can share one (and a CUDA
+    graph can keep using the one it captured)."""
     device = torch.device(device)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if sms is None:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
     return torch.zeros(sms * MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
+
+
+# ---------------------------------------------------------------------------
+# call heuristics (vLLM 0.33 marlin_utils.should_use_atomic_add_reduce; its
+# apply_fp4_marlin_linear passes use_fp32_reduce=True and no thread-block sizes,
+# so marlin.cu picks thread_k/thread_n itself, as it does for us)
+# ---------------------------------------------------------------------------
+
+ATOMIC_ADD_MAX_N = 2048    # vLLM: atomicAdd only pays off when N is small ...
+ATOMIC_ADD_MIN_K = 2048    # ... and K is large (many K-slices to reduce)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    return v not in ("0", "false", "False", "no", "off")
+
+
+# Whether marlin_fp4_gemm applies the atomic-add reduce where the gate below allows
+# it. vLLM 0.33 keeps it off unless VLLM_MARLIN_USE_ATOMIC_ADD=1; our default follows
+# the measurement in docs/results (both ways at decode shapes, the faster kept);
+# BLACKWHEEL_MARLIN_ATOMIC_ADD=0/1 overrides it (read once, at import).
+ATOMIC_ADD_DEFAULT = _env_flag("BLACKWHEEL_MARLIN_ATOMIC_ADD", False)
+
+
+def should_use_atomic_add(m: int, n: int, k: int, capability_major: int, act_dtype: torch.dtype) -> bool:
+    """vLLM 0.33's gate for Marlin's atomic-add reduce (padded N and K): only when N is
+    small and K large, and not for bf16 before sm_90 (no native bf16 atomicAdd).
+    marlin.cu itself further restricts it to ceil(M / 64) * N <= 2048. Pure."""
+    if n >= ATOMIC_ADD_MAX_N or k < ATOMIC_ADD_MIN_K:
+        return False
+    if capability_major < 9 and act_dtype == torch.bfloat16:
+        return False
+    return True
