@@ -308,10 +308,14 @@ def format_table(reports: list[FileReport], context: list[str], verbose: bool = 
 # ---------------------------------------------------------------------------
 def read_elf(stream, path: str) -> ElfInfo:
     """Undefined dynamic symbols (with their version requirement) and DT_NEEDED."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.dynamic import DynamicSection
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    except ImportError:
+        raise AbiError("pyelftools is not installed (it reads the ELF symbol tables every check "
+                       "needs); pip install pyelftools") from None
     try:
         elf = ELFFile(stream)
     except ELFError as e:
