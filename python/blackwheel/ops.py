@@ -144,10 +144,10 @@ def kernel_target(family: str, device: torch.device | str | int | None = None) -
 # the host path: what does not depend on the tensors is resolved once per device
 # ---------------------------------------------------------------------------
 
-# (op, device index) pairs whose kernel set is built for that GPU and whose op is
-# registered: the build record, the GPU's capability and name and the arch strings
-# are read once per device, on the first call (an eager call; never while tracing)
-_READY: set[tuple[str, int]] = set()
+# (op, device index) -> the op's OpOverload, once its kernel set is known to be built
+# for that GPU and the op registered: the build record, the GPU's capability and name
+# and the arch strings are read once per device, on the first (eager) call
+_READY: dict[tuple[str, int], object] = {}
 # device index -> (major, minor, SM count)
 _DEVICES: dict[int, tuple[int, int, int]] = {}
 # device index -> Marlin workspace (zeroed locks; Marlin resets them after each call)
@@ -157,15 +157,16 @@ _FA_HEAD_DIMS: tuple[int, ...] | None = None
 _is_compiling = torch.compiler.is_compiling
 
 
-def _ready(name: str, device: torch.device) -> None:
-    """Eager only: raise KernelUnavailableError (naming the fix) unless op ``name`` can
-    run on ``device``; cached per (op, device) after the first success."""
-    if (name, device.index) in _READY:
-        return
+def _ready(name: str, device: torch.device):
+    """Eager only: the OpOverload of ``name`` after checking that it runs on ``device``
+    (KernelUnavailableError naming the fix otherwise); cached per (op, device)."""
+    op = _READY.get((name, device.index))
+    if op is not None:
+        return op
     family = FAMILY_OF_OP[name]
     kernel_target(family, device)
     try:
-        getattr(torch.ops.blackwheel, name)
+        op = getattr(torch.ops.blackwheel, name).default
     except (AttributeError, RuntimeError):
         info = _build_info() or {}
         lib = (info.get("kernels", {}).get(family) or {}).get("library", f"_{family}.abi3.so")
@@ -173,7 +174,8 @@ def _ready(name: str, device: torch.device) -> None:
             f"op blackwheel::{name} is not registered although this wheel lists kernel set '{family}': "
             f"{lib} did not load; reinstall (pip install --force-reinstall blackwheel) and run "
             f"python -m blackwheel doctor") from None
-    _READY.add((name, device.index))
+    _READY[(name, device.index)] = op
+    return op
 
 
 def _device_info(device: torch.device) -> tuple[int, int, int]:
@@ -190,7 +192,7 @@ def _device_info(device: torch.device) -> tuple[int, int, int]:
 def _op(name: str, device: torch.device):
     """The OpOverload of ``name``, after the (cached) check that it runs on ``device``."""
     if device.type == "cuda" and not _is_compiling():
-        _ready(name, device)
+        return _READY.get((name, device.index)) or _ready(name, device)
     try:
         return getattr(torch.ops.blackwheel, name).default
     except (AttributeError, RuntimeError):
@@ -222,7 +224,9 @@ def _tensor(x, name: str) -> torch.Tensor:
 
 
 def _dtype(x: torch.Tensor, name: str, allowed, fix: str = "") -> None:
+    """``fix`` may name the argument as ``{name}`` (formatted only on error)."""
     if x.dtype not in allowed:
+        fix = fix.replace("{name}", name)
         raise TypeError(f"{name} must be {_names(allowed)}, got {x.dtype}" + (f"; {fix}" if fix else ""))
 
 
@@ -293,7 +297,7 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
                          "[N, K] weight w (or b.t().contiguous().t())")
     for s, name, want, kind in ((scale_a, "scale_a", (m, 1), "[M, 1] per-token"),
                                 (scale_b, "scale_b", (1, n), "[1, N] per-channel")):
-        _dtype(s, name, (torch.float32,), f"pass {name}.float()")
+        _dtype(s, name, (torch.float32,), "pass {name}.float()")
         if not (s.numel() == 1 or tuple(s.shape) == want or (s.ndim == 1 and s.numel() == want[0] * want[1])):
             raise ValueError(f"{name} must have shape [1] (per-tensor) or {kind} = {list(want)}, "
                              f"got {tuple(s.shape)}")
@@ -342,7 +346,7 @@ def _scalar_f32(x, name: str, device: torch.device | None = None) -> torch.Tenso
         # a fill kernel, not a host-to-device copy: allowed inside CUDA-graph capture
         return torch.full((1,), float(x), dtype=torch.float32, device=device)
     _tensor(x, name)
-    _dtype(x, name, (torch.float32,), f"pass {name}.float()")
+    _dtype(x, name, (torch.float32,), "pass {name}.float()")
     if x.numel() != 1:
         raise ValueError(f"{name} must hold one value, got shape {tuple(x.shape)}")
     return x.reshape(1)
@@ -531,7 +535,7 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
     """
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         _tensor(t, name)
-        _dtype(t, name, _FP16_BF16, f"cast with {name}.to(torch.bfloat16)")
+        _dtype(t, name, _FP16_BF16, "cast with {name}.to(torch.bfloat16)")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
@@ -554,8 +558,9 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
         raise TypeError(f"softmax_scale must be a finite float, got {softmax_scale!r}")
     device = _same_cuda_device("q", q, "k", k, "v", v)
     op = _op("flash_attn_fwd", device)
-    dims = _fa_head_dims()
-    if d not in dims:
+    # while tracing, the dims cached by an eager call (the C++ op checks them too)
+    dims = _FA_HEAD_DIMS if _is_compiling() else _fa_head_dims()
+    if dims is not None and d not in dims:
         raise ValueError(f"head_dim {d} is not built into this wheel (built: {', '.join(map(str, dims))}); "
                          f"rebuild with BLACKWHEEL_FA_HEAD_DIMS={','.join(map(str, sorted({*dims, d})))}")
     out, lse = op(q, k, v, None, float(softmax_scale), bool(causal))
