@@ -178,15 +178,18 @@ def _ready(name: str, device: torch.device):
     return op
 
 
-def _device_info(device: torch.device) -> tuple[int, int, int]:
-    """(major, minor, SM count) of a CUDA device, cached."""
+def _device_info(device: torch.device) -> tuple[int, int, int] | None:
+    """(major, minor, SM count) of a CUDA device, cached by the first eager call; None
+    while tracing a device that never ran eagerly (callers then take the safe choice)."""
     d = _DEVICES.get(device.index)
-    if d is None:
+    if d is None and not _is_compiling():
         p = torch.cuda.get_device_properties(device)
-        d = (p.major, p.minor, p.multi_processor_count)
-        if not _is_compiling():
-            _DEVICES[device.index] = d
+        d = _DEVICES[device.index] = (p.major, p.minor, p.multi_processor_count)
     return d
+
+
+# while tracing a device that never ran eagerly: locks for up to 1024 SMs
+_TRACE_WORKSPACE_BLOCKS = 1024 * MAX_BLOCKS_PER_SM
 
 
 def _op(name: str, device: torch.device):
@@ -449,9 +452,9 @@ def _marlin_workspace(device: torch.device) -> torch.Tensor:
     if ws is None:
         if device.type == "meta":
             return torch.zeros(MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
-        ws = make_workspace(device, _device_info(device)[2])
-        if not _is_compiling():
-            _WORKSPACES[device.index] = ws
+        if _is_compiling():
+            return torch.zeros(_TRACE_WORKSPACE_BLOCKS, dtype=torch.int32, device=device)
+        ws = _WORKSPACES[device.index] = make_workspace(device, _device_info(device)[2])
     return ws
 
 
@@ -498,9 +501,10 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
         _dtype(workspace, "workspace", (torch.int32,), "use blackwheel.marlin_fp4.make_workspace(device)")
     if use_atomic_add is None:
         # the shape gate first: the capability is only needed where it can say yes
-        use_atomic_add = (ATOMIC_ADD_DEFAULT and device.type == "cuda"
-                          and should_use_atomic_add(m, padded_n, padded_k, _device_info(device)[0],
-                                                    x.dtype))
+        use_atomic_add = False
+        if ATOMIC_ADD_DEFAULT and device.type == "cuda":
+            info = _device_info(device)
+            use_atomic_add = info is not None and should_use_atomic_add(m, padded_n, padded_k, info[0], x.dtype)
     out = op(x2, None, weight.qweight, weight.bias, weight.scales, None, weight.global_scale, None,
              workspace, FLOAT4_E2M1F_ID, m, padded_n, padded_k, bool(use_atomic_add), bool(use_fp32_reduce),
              False)
