@@ -295,7 +295,7 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
                          f"zero-pad the weight (and a's K) to the next multiple of 16")
     if not a.is_contiguous():
         raise ValueError("a must be row-major contiguous [M, K]; pass a.contiguous()")
-    if not b.t().is_contiguous():
+    if b.stride(0) != 1 or b.stride(1) != k:         # b.t() contiguous, without making the view
         raise ValueError("b must be column-major [K, N], i.e. b.t() contiguous; pass w.t() for a contiguous "
                          "[N, K] weight w (or b.t().contiguous().t())")
     for s, name, want, kind in ((scale_a, "scale_a", (m, 1), "[M, 1] per-token"),
@@ -375,14 +375,13 @@ def scaled_fp4_quant(x: torch.Tensor, global_scale: torch.Tensor, *,
     if k % 16:
         raise ValueError(f"the last dim of x ({k}) must be a multiple of 16 (NVFP4 group size); zero-pad it")
     gs = _scalar_f32(global_scale, "global_scale", x.device)
-    x2 = x.reshape(-1, k).contiguous()
+    x2 = (x if x.ndim == 2 else x.reshape(-1, k)).contiguous()
     device = _same_cuda_device("x", x2, "global_scale", gs)
     op = _op("scaled_fp4_quant", device)
     packed, sf = op(x2, gs, bool(swizzled))
-    sf = sf.view(torch.float8_e4m3fn)
-    if swizzled:
-        sf = sf.reshape(_round_up(x2.shape[0], 128), _round_up(k // 16, 4))
-    return packed, sf
+    # swizzled: int32 [round_up(M, 128), round_up(K // 16, 4) // 4] viewed as bytes is
+    # already [round_up(M, 128), round_up(K // 16, 4)]
+    return packed, sf.view(torch.float8_e4m3fn)
 
 
 def cutlass_fp4_gemm(a: torch.Tensor, b: torch.Tensor, a_sf: torch.Tensor, b_sf: torch.Tensor,
@@ -486,11 +485,11 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
     device = _same_cuda_device("x", x, "qweight", weight.qweight, "scales", weight.scales,
                                "global_scale", weight.global_scale, "bias", weight.bias)
     op = _op("marlin_gemm", device)
-    out_shape = (*x.shape[:-1], size_n)
-    x2 = x.reshape(-1, size_k)
+    flat = x.ndim == 2
+    x2 = x if flat else x.reshape(-1, size_k)
     m = x2.shape[0]
     if m == 0:
-        return x.new_empty(out_shape)
+        return x.new_empty((*x.shape[:-1], size_n))
     if padded_k != size_k:
         x2 = torch.nn.functional.pad(x2, (0, padded_k - size_k))
     x2 = x2.contiguous()
@@ -510,7 +509,7 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
              False)
     if padded_n != size_n:
         out = out[:, :size_n].contiguous()
-    return out.reshape(out_shape)
+    return out if flat else out.reshape((*x.shape[:-1], size_n))
 
 
 # ---------------------------------------------------------------------------
