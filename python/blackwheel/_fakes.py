@@ -14,6 +14,8 @@ then checks every fake under FakeTensorMode and torch.compile(fullgraph=True).
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 # op -> (kernel set, schema as written in csrc/<set>/*)
@@ -117,6 +119,7 @@ _LIB: torch.library.Library | None = None          # fakes of ops the extensions
 _SCHEMA_LIB: torch.library.Library | None = None   # schemas (and their fakes) defined here
 _DEFINED_HERE: set[str] = set()
 _REGISTERED: set[str] = set()
+FAILED: dict[str, str] = {}                        # op -> why its fake could not be registered
 
 
 def _lib() -> torch.library.Library:
@@ -144,7 +147,14 @@ def register(families=None) -> list[str]:
         if not hasattr_op(op):
             continue
         lib = _SCHEMA_LIB if op in _DEFINED_HERE else _lib()
-        torch.library.register_fake(f"blackwheel::{op}", FAKES[op], lib=lib)
+        try:
+            torch.library.register_fake(f"blackwheel::{op}", FAKES[op], lib=lib)
+        except Exception as e:  # noqa: BLE001 - eager use must not depend on it
+            FAILED[op] = f"{type(e).__name__}: {e}"
+            warnings.warn(f"blackwheel: no fake implementation for blackwheel::{op} ({FAILED[op]}); "
+                          f"eager calls work, torch.compile cannot trace this op", RuntimeWarning,
+                          stacklevel=2)
+            continue
         _REGISTERED.add(op)
         done.append(op)
     return done
