@@ -150,8 +150,12 @@ def kernel_target(family: str, device: torch.device | str | int | None = None) -
 _READY: dict[tuple[str, int], object] = {}
 # device index -> (major, minor, SM count)
 _DEVICES: dict[int, tuple[int, int, int]] = {}
-# device index -> Marlin workspace (zeroed locks; Marlin resets them after each call)
-_WORKSPACES: dict[int, torch.Tensor] = {}
+# Marlin workspaces (zeroed locks; Marlin resets them after each call, so calls ordered
+# on one stream share one; like vLLM's get_marlin_workspace, one per stream, so that
+# two streams never race on the locks): (device index, stream id) -> locks, and device
+# index -> the device's first one (what a traced graph uses)
+_WORKSPACES: dict[tuple[int, int], torch.Tensor] = {}
+_DEVICE_WORKSPACE: dict[int, torch.Tensor] = {}
 _FA_HEAD_DIMS: tuple[int, ...] | None = None
 
 _is_compiling = torch.compiler.is_compiling
@@ -209,6 +213,7 @@ def reset_caches() -> None:
     _READY.clear()
     _DEVICES.clear()
     _WORKSPACES.clear()
+    _DEVICE_WORKSPACE.clear()
     _FA_HEAD_DIMS = None
 
 
@@ -445,15 +450,32 @@ def gptq_marlin_repack(q: torch.Tensor, size_k: int, size_n: int) -> torch.Tenso
 
 
 def _marlin_workspace(device: torch.device) -> torch.Tensor:
-    """The device's shared Marlin workspace (made on the first eager call). While
-    tracing a device that never ran eagerly, a fresh one (a zero fill in the graph)."""
-    ws = _WORKSPACES.get(device.index) if device.type == "cuda" else None
-    if ws is None:
-        if device.type == "meta":
-            return torch.zeros(MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
-        if _is_compiling():
+    """The Marlin workspace of the current stream on ``device`` (made on its first
+    eager call, then kept: a captured CUDA graph keeps using it). While tracing: the
+    device's first workspace, or, for a device that never ran eagerly, a fresh one (a
+    zero fill in the graph)."""
+    if device.type == "meta":
+        return torch.zeros(MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
+    if _is_compiling():
+        ws = _DEVICE_WORKSPACE.get(device.index)
+        if ws is None:
             return torch.zeros(_TRACE_WORKSPACE_BLOCKS, dtype=torch.int32, device=device)
-        ws = _WORKSPACES[device.index] = make_workspace(device, _device_info(device)[2])
+        return ws
+    key = (device.index, torch._C._cuda_getCurrentStream(device.index)[0])
+    ws = _WORKSPACES.get(key)
+    if ws is None:
+        if torch.cuda.is_current_stream_capturing():
+            # a fill recorded into a graph has not run at capture time: never make the
+            # locks here; the capture stream shares the device's (zeroed, eager) ones
+            ws = _DEVICE_WORKSPACE.get(device.index)
+            if ws is None:
+                raise RuntimeError("marlin_fp4_gemm: CUDA-graph capture before any eager call on this device; "
+                                   "warm up with one eager call before capturing (or pass workspace="
+                                   "blackwheel.marlin_fp4.make_workspace(device))")
+        else:
+            ws = make_workspace(device, _device_info(device)[2])
+            _DEVICE_WORKSPACE.setdefault(device.index, ws)
+        _WORKSPACES[key] = ws
     return ws
 
 
