@@ -320,8 +320,12 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
         if not bias.is_contiguous():
             raise ValueError("bias must be contiguous; pass bias.contiguous()")
     device = _same_cuda_device("a", a, "b", b, "scale_a", scale_a, "scale_b", scale_b, "bias", bias)
-    _aligned16(a, "a"), _aligned16(b, "b")
-    op = _op("cutlass_scaled_mm", device)
+    if device.type == "cuda" and not _is_compiling():       # eager: the cached op, the pointers
+        op = _READY.get(("cutlass_scaled_mm", device.index)) or _ready("cutlass_scaled_mm", device)
+        if a.data_ptr() % 16 or b.data_ptr() % 16:
+            _aligned16(a, "a"), _aligned16(b, "b")
+    else:
+        op = _op("cutlass_scaled_mm", device)
     out = torch.empty((m, n), dtype=out_dtype, device=device)
     if m == 0:
         return out
