@@ -41,6 +41,7 @@ import argparse
 import csv
 import dataclasses
 import math
+import signal
 import statistics
 import sys
 import time
@@ -495,6 +496,13 @@ def main(argv=None) -> int:
         return 2
     print(f"GPU: {torch.cuda.get_device_name()} (sm_{''.join(map(str, torch.cuda.get_device_capability()))}), "
           f"torch {torch.__version__}, L2 {L2_BYTES >> 20} MB assumed", flush=True)
+    out_dir = Path(args.out_dir)
+
+    def on_term(signum, frame):     # a time limit: keep what was measured
+        print(f"bench_kernels: signal {signum}; writing what was measured", flush=True)
+        write_outputs(out_dir)
+        raise SystemExit(124)
+    signal.signal(signal.SIGTERM, on_term)
     bw = copy_bandwidth()
     family = {"scaled_mm": "scaled_mm", "marlin_fp4": "marlin_fp4", "marlin_heur": "marlin_fp4",
               "flash_attn": "flash_attn", "host": None}
@@ -512,7 +520,7 @@ def main(argv=None) -> int:
     if not ROWS and not HOST_ROWS:
         print("bench_kernels: nothing ran", file=sys.stderr)
         return 1
-    write_outputs(Path(args.out_dir))
+    write_outputs(out_dir)
     return 0
 
 
