@@ -369,22 +369,26 @@ def bench_host(args, bw):
         a, sa = quantize_fp8(torch.randn(1, 4096, device="cuda"))
         w, sw = quantize_fp8(torch.randn(4096, 4096, device="cuda") * 0.05)
         b = w.t()
-        raw = bwo.cutlass_scaled_mm.default
+        raw_op = bwo.cutlass_scaled_mm.default
 
-        def raw_mm():
+        def raw_mm(raw_op=raw_op):
             out = torch.empty((1, 4096), dtype=torch.bfloat16, device=a.device)
-            raw(out, a, b, sa, sw, None)
+            raw_op(out, a, b, sa, sw, None)
             return out
         items.append(("scaled_mm M=1 N=4096 K=4096", lambda: ops.scaled_mm(a, b, sa, sw, torch.bfloat16), raw_mm))
     if available("marlin_fp4"):
         for fmt, (n, k) in (("nvfp4", (4096, 4096)), ("mxfp4", (2880, 2880))):
             wm, _ = _marlin_weight(fmt, n, k)
             x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
+            # the raw op needs K padded to the weight's padded_k (the wrapper pads per call)
+            xp = torch.nn.functional.pad(x, (0, wm.padded_k - k))
             ws = ops._marlin_workspace(x.device)
-            raw = bwo.marlin_gemm.default
+            mg = bwo.marlin_gemm.default
+            # the raw call gets the reduce the wrapper's heuristic picks (no atomic add at N >= 2048)
             items.append((f"marlin_fp4_gemm {fmt} M=1 N={n} K={k}", lambda x=x, wm=wm: ops.marlin_fp4_gemm(x, wm),
-                          lambda x=x, wm=wm: raw(x, None, wm.qweight, None, wm.scales, None, wm.global_scale, None, ws,
-                                                 FLOAT4_E2M1F_ID, 1, wm.padded_n, wm.padded_k, False, True, False)))
+                          lambda x=xp, wm=wm, ws=ws, mg=mg: mg(x, None, wm.qweight, None, wm.scales, None,
+                                                              wm.global_scale, None, ws, FLOAT4_E2M1F_ID, 1,
+                                                              wm.padded_n, wm.padded_k, False, True, False)))
         qw = marlin_fp4.to_gptq_layout(torch.randint(0, 256, (4096, 2048), device="cuda", dtype=torch.uint8))
         rp = bwo.gptq_marlin_repack.default
         items.append(("gptq_marlin_repack K=4096 N=4096", lambda: ops.gptq_marlin_repack(qw, 4096, 4096),

@@ -339,9 +339,15 @@ def _env_flag(name: str, default: bool) -> bool:
 
 
 # Whether marlin_fp4_gemm applies the atomic-add reduce where the gate below allows
-# it. vLLM 0.33 keeps it off unless VLLM_MARLIN_USE_ATOMIC_ADD=1; our default follows
-# the measurement in docs/results (both ways at decode shapes, the faster kept);
-# BLACKWHEEL_MARLIN_ATOMIC_ADD=0/1 overrides it (read once, at import).
+# it. Measured both ways at decode shapes (H200, docs/results/h200-2026-12-02-issue13):
+# where the gate says yes (N < 2048, K >= 2048: Llama-8B k/v 1024x4096, gpt-oss k/v
+# 512x2880) atomic add is 2.2-4.8x faster (12.4 -> 5.1 us, 26.5 -> 5.6 us at M=1);
+# elsewhere marlin.cu does not use it and the times are equal. But it adds the K-split
+# partials in bf16 in the output: with it on, 2 smoke cases (M=16 K=4096 N=1024 bf16,
+# NVFP4 and MXFP4) missed the fp32-reduce tolerance (4-12 of 16384 elements, max rel
+# 0.9 %). So off by default, as in vLLM 0.33 (VLLM_MARLIN_USE_ATOMIC_ADD=0);
+# BLACKWHEEL_MARLIN_ATOMIC_ADD=1 (read once, at import) or use_atomic_add=True per
+# call turns it on.
 ATOMIC_ADD_DEFAULT = _env_flag("BLACKWHEEL_MARLIN_ATOMIC_ADD", False)
 
 
