@@ -19,6 +19,8 @@ if _INFO is not None and not _guard.diagnostic_mode():
     _check_torch(_INFO)               # raises ImportError on drift; loads no extension
     from blackwheel import _loader
     _loader.load_extensions(_INFO)    # torch.ops.load_library for each built family
+    from blackwheel import _fakes     # fake (meta) impls for torch.compile: need the schemas
+    _fakes.register(set(_INFO.get("kernels", {})))
     from blackwheel.ops import (      # noqa: E402  (typed API over torch.ops.blackwheel)
         cutlass_fp4_gemm,
         flash_attn_func,

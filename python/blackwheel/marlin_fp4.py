@@ -17,6 +17,7 @@ and runs on any device.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -310,9 +311,52 @@ def prepare_mxfp4_weight(packed: torch.Tensor, scales: torch.Tensor, act_dtype: 
                            n, k, pn, pk, act_dtype)
 
 
-def make_workspace(device: torch.device | str) -> torch.Tensor:
+def make_workspace(device: torch.device | str, sms: int | None = None) -> torch.Tensor:
     """Zeroed int32 locks, one per possible thread block (SMs x 4). Marlin resets
-    them after each call, so calls ordered on one stream can share one."""
+    them after each call, so calls ordered on one stream can share one (and a CUDA
+    graph can keep using the one it captured)."""
     device = torch.device(device)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    if sms is None:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
     return torch.zeros(sms * MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
+
+
+# ---------------------------------------------------------------------------
+# call heuristics (vLLM 0.33 marlin_utils.should_use_atomic_add_reduce; its
+# apply_fp4_marlin_linear passes use_fp32_reduce=True and no thread-block sizes,
+# so marlin.cu picks thread_k/thread_n itself, as it does for us)
+# ---------------------------------------------------------------------------
+
+ATOMIC_ADD_MAX_N = 2048    # vLLM: atomicAdd only pays off when N is small ...
+ATOMIC_ADD_MIN_K = 2048    # ... and K is large (many K-slices to reduce)
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    v = os.environ.get(name)
+    if v is None or v == "":
+        return default
+    return v not in ("0", "false", "False", "no", "off")
+
+
+# Whether marlin_fp4_gemm applies the atomic-add reduce where the gate below allows
+# it. Measured both ways at decode shapes (H200, docs/results/h200-2026-12-02-issue13):
+# where the gate says yes (N < 2048, K >= 2048: Llama-8B k/v 1024x4096, gpt-oss k/v
+# 512x2880) atomic add is 2.2-4.8x faster (12.4 -> 5.1 us, 26.5 -> 5.6 us at M=1);
+# elsewhere marlin.cu does not use it and the times are equal. But it adds the K-split
+# partials in bf16 in the output: with it on, 2 smoke cases (M=16 K=4096 N=1024 bf16,
+# NVFP4 and MXFP4) missed the fp32-reduce tolerance (4-12 of 16384 elements, max rel
+# 0.9 %). So off by default, as in vLLM 0.33 (VLLM_MARLIN_USE_ATOMIC_ADD=0);
+# BLACKWHEEL_MARLIN_ATOMIC_ADD=1 (read once, at import) or use_atomic_add=True per
+# call turns it on.
+ATOMIC_ADD_DEFAULT = _env_flag("BLACKWHEEL_MARLIN_ATOMIC_ADD", False)
+
+
+def should_use_atomic_add(m: int, n: int, k: int, capability_major: int, act_dtype: torch.dtype) -> bool:
+    """vLLM 0.33's gate for Marlin's atomic-add reduce (padded N and K): only when N is
+    small and K large, and not for bf16 before sm_90 (no native bf16 atomicAdd).
+    marlin.cu itself further restricts it to ceil(M / 64) * N <= 2048. Pure."""
+    if n >= ATOMIC_ADD_MAX_N or k < ATOMIC_ADD_MIN_K:
+        return False
+    if capability_major < 9 and act_dtype == torch.bfloat16:
+        return False
+    return True

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import torch
 
 from blackwheel_factory.plan.archs import Arch, parse_arch, runnable
-from blackwheel.marlin_fp4 import FLOAT4_E2M1F_ID, MarlinFP4Weight, make_workspace
+from blackwheel.marlin_fp4 import (
+    ATOMIC_ADD_DEFAULT,
+    FLOAT4_E2M1F_ID,
+    MAX_BLOCKS_PER_SM,
+    MarlinFP4Weight,
+    make_workspace,
+    should_use_atomic_add,
+)
 
 __all__ = ["scaled_mm", "scaled_fp4_quant", "cutlass_fp4_gemm", "marlin_fp4_gemm", "flash_attn_func",
            "KernelUnavailableError", "KernelTarget", "kernel_target", "resolve_target"]
@@ -122,7 +129,8 @@ def _device_facts(device: torch.device) -> tuple[tuple[int, int], str]:
 
 def kernel_target(family: str, device: torch.device | str | int | None = None) -> KernelTarget:
     """The built target of ``family`` that runs on ``device`` (default: the current
-    CUDA device); raises KernelUnavailableError otherwise."""
+    CUDA device); raises KernelUnavailableError otherwise. Not cached (the ops use
+    ``_ready``, which is)."""
     if not torch.cuda.is_available():
         raise KernelUnavailableError("no CUDA GPU is visible (torch.cuda.is_available() is False)")
     dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
@@ -132,11 +140,37 @@ def kernel_target(family: str, device: torch.device | str | int | None = None) -
     return resolve_target(_build_info(), family, cap, name)
 
 
-def _op(name: str, device: torch.device):
+# ---------------------------------------------------------------------------
+# the host path: what does not depend on the tensors is resolved once per device
+# ---------------------------------------------------------------------------
+
+# (op, device index) -> the op's OpOverload, once its kernel set is known to be built
+# for that GPU and the op registered: the build record, the GPU's capability and name
+# and the arch strings are read once per device, on the first (eager) call
+_READY: dict[tuple[str, int], object] = {}
+# device index -> (major, minor, SM count)
+_DEVICES: dict[int, tuple[int, int, int]] = {}
+# Marlin workspaces (zeroed locks; Marlin resets them after each call, so calls ordered
+# on one stream share one; like vLLM's get_marlin_workspace, one per stream, so that
+# two streams never race on the locks): (device index, stream id) -> locks, and device
+# index -> the device's first one (what a traced graph uses)
+_WORKSPACES: dict[tuple[int, int], torch.Tensor] = {}
+_DEVICE_WORKSPACE: dict[int, torch.Tensor] = {}
+_FA_HEAD_DIMS: tuple[int, ...] | None = None
+
+_is_compiling = torch.compiler.is_compiling
+
+
+def _ready(name: str, device: torch.device):
+    """Eager only: the OpOverload of ``name`` after checking that it runs on ``device``
+    (KernelUnavailableError naming the fix otherwise); cached per (op, device)."""
+    op = _READY.get((name, device.index))
+    if op is not None:
+        return op
     family = FAMILY_OF_OP[name]
     kernel_target(family, device)
     try:
-        return getattr(torch.ops.blackwheel, name)
+        op = getattr(torch.ops.blackwheel, name).default
     except (AttributeError, RuntimeError):
         info = _build_info() or {}
         lib = (info.get("kernels", {}).get(family) or {}).get("library", f"_{family}.abi3.so")
@@ -144,6 +178,43 @@ def _op(name: str, device: torch.device):
             f"op blackwheel::{name} is not registered although this wheel lists kernel set '{family}': "
             f"{lib} did not load; reinstall (pip install --force-reinstall blackwheel) and run "
             f"python -m blackwheel doctor") from None
+    _READY[(name, device.index)] = op
+    return op
+
+
+def _device_info(device: torch.device) -> tuple[int, int, int] | None:
+    """(major, minor, SM count) of a CUDA device, cached by the first eager call; None
+    while tracing a device that never ran eagerly (callers then take the safe choice)."""
+    d = _DEVICES.get(device.index)
+    if d is None and not _is_compiling():
+        p = torch.cuda.get_device_properties(device)
+        d = _DEVICES[device.index] = (p.major, p.minor, p.multi_processor_count)
+    return d
+
+
+# while tracing a device that never ran eagerly: locks for up to 1024 SMs
+_TRACE_WORKSPACE_BLOCKS = 1024 * MAX_BLOCKS_PER_SM
+
+
+def _op(name: str, device: torch.device):
+    """The OpOverload of ``name``, after the (cached) check that it runs on ``device``."""
+    if device.type == "cuda" and not _is_compiling():
+        return _READY.get((name, device.index)) or _ready(name, device)
+    try:
+        return getattr(torch.ops.blackwheel, name).default
+    except (AttributeError, RuntimeError):
+        raise KernelUnavailableError(f"op blackwheel::{name} is not registered (no extension loaded: "
+                                     f"a source checkout?)") from None
+
+
+def reset_caches() -> None:
+    """Forget what the host path cached (tests; after CUDA_VISIBLE_DEVICES changes)."""
+    global _FA_HEAD_DIMS
+    _READY.clear()
+    _DEVICES.clear()
+    _WORKSPACES.clear()
+    _DEVICE_WORKSPACE.clear()
+    _FA_HEAD_DIMS = None
 
 
 # ---------------------------------------------------------------------------
@@ -161,7 +232,9 @@ def _tensor(x, name: str) -> torch.Tensor:
 
 
 def _dtype(x: torch.Tensor, name: str, allowed, fix: str = "") -> None:
+    """``fix`` may name the argument as ``{name}`` (formatted only on error)."""
     if x.dtype not in allowed:
+        fix = fix.replace("{name}", name)
         raise TypeError(f"{name} must be {_names(allowed)}, got {x.dtype}" + (f"; {fix}" if fix else ""))
 
 
@@ -170,21 +243,26 @@ def _out_dtype(out_dtype) -> None:
         raise TypeError(f"out_dtype must be torch.bfloat16 or torch.float16, got {out_dtype}")
 
 
-def _same_cuda_device(**tensors: torch.Tensor | None) -> torch.device:
-    present = {k: t for k, t in tensors.items() if t is not None}
-    first_name, first = next(iter(present.items()))
-    if first.device.type != "cuda":
-        raise ValueError(f"{first_name} is on {first.device}; blackwheel ops run on a CUDA device "
+def _same_cuda_device(*named) -> torch.device:
+    """``named``: name, tensor-or-None, name, tensor-or-None, ... (the first is a tensor).
+    Returns the one CUDA device of them all. Meta tensors are accepted too (shapes and
+    dtypes only: the ops' fake implementations run, no kernel)."""
+    first_name, first = named[0], named[1]
+    device = first.device
+    if device.type != "cuda" and device.type != "meta":
+        raise ValueError(f"{first_name} is on {device}; blackwheel ops run on a CUDA device "
                          f"(move the inputs with .cuda())")
-    for k, t in present.items():
-        if t.device != first.device:
-            raise ValueError(f"{k} is on {t.device} but {first_name} is on {first.device}; "
+    for i in range(2, len(named), 2):
+        t = named[i + 1]
+        if t is not None and t.device != device:
+            raise ValueError(f"{named[i]} is on {t.device} but {first_name} is on {device}; "
                              f"put all inputs on one CUDA device")
-    return first.device
+    return device
 
 
 def _aligned16(x: torch.Tensor, name: str) -> None:
-    if x.data_ptr() % 16:
+    # data_ptr() is an eager-only fact (fake and meta tensors have none to check)
+    if x.device.type == "cuda" and not _is_compiling() and x.data_ptr() % 16:
         raise ValueError(f"{name} does not start on a 16-byte boundary (a slice?); pass {name}.clone()")
 
 
@@ -222,12 +300,12 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
                          f"zero-pad the weight (and a's K) to the next multiple of 16")
     if not a.is_contiguous():
         raise ValueError("a must be row-major contiguous [M, K]; pass a.contiguous()")
-    if not b.t().is_contiguous():
+    if b.stride(0) != 1 or b.stride(1) != k:         # b.t() contiguous, without making the view
         raise ValueError("b must be column-major [K, N], i.e. b.t() contiguous; pass w.t() for a contiguous "
                          "[N, K] weight w (or b.t().contiguous().t())")
     for s, name, want, kind in ((scale_a, "scale_a", (m, 1), "[M, 1] per-token"),
                                 (scale_b, "scale_b", (1, n), "[1, N] per-channel")):
-        _dtype(s, name, (torch.float32,), f"pass {name}.float()")
+        _dtype(s, name, (torch.float32,), "pass {name}.float()")
         if not (s.numel() == 1 or tuple(s.shape) == want or (s.ndim == 1 and s.numel() == want[0] * want[1])):
             raise ValueError(f"{name} must have shape [1] (per-tensor) or {kind} = {list(want)}, "
                              f"got {tuple(s.shape)}")
@@ -241,9 +319,13 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
             raise ValueError(f"bias must have shape [N] = [{n}], got {tuple(bias.shape)}")
         if not bias.is_contiguous():
             raise ValueError("bias must be contiguous; pass bias.contiguous()")
-    device = _same_cuda_device(a=a, b=b, scale_a=scale_a, scale_b=scale_b, bias=bias)
-    _aligned16(a, "a"), _aligned16(b, "b")
-    op = _op("cutlass_scaled_mm", device)
+    device = _same_cuda_device("a", a, "b", b, "scale_a", scale_a, "scale_b", scale_b, "bias", bias)
+    if device.type == "cuda" and not _is_compiling():       # eager: the cached op, the pointers
+        op = _READY.get(("cutlass_scaled_mm", device.index)) or _ready("cutlass_scaled_mm", device)
+        if a.data_ptr() % 16 or b.data_ptr() % 16:
+            _aligned16(a, "a"), _aligned16(b, "b")
+    else:
+        op = _op("cutlass_scaled_mm", device)
     out = torch.empty((m, n), dtype=out_dtype, device=device)
     if m == 0:
         return out
@@ -273,9 +355,10 @@ def _round_up(x: int, m: int) -> int:
 
 def _scalar_f32(x, name: str, device: torch.device | None = None) -> torch.Tensor:
     if isinstance(x, (int, float)):
-        return torch.tensor([float(x)], dtype=torch.float32, device=device)
+        # a fill kernel, not a host-to-device copy: allowed inside CUDA-graph capture
+        return torch.full((1,), float(x), dtype=torch.float32, device=device)
     _tensor(x, name)
-    _dtype(x, name, (torch.float32,), f"pass {name}.float()")
+    _dtype(x, name, (torch.float32,), "pass {name}.float()")
     if x.numel() != 1:
         raise ValueError(f"{name} must hold one value, got shape {tuple(x.shape)}")
     return x.reshape(1)
@@ -300,15 +383,14 @@ def scaled_fp4_quant(x: torch.Tensor, global_scale: torch.Tensor, *,
     k = x.shape[-1]
     if k % 16:
         raise ValueError(f"the last dim of x ({k}) must be a multiple of 16 (NVFP4 group size); zero-pad it")
-    gs = _scalar_f32(global_scale, "global_scale")
-    x2 = x.reshape(-1, k).contiguous()
-    device = _same_cuda_device(x=x2, global_scale=gs)
+    gs = _scalar_f32(global_scale, "global_scale", x.device)
+    x2 = (x if x.ndim == 2 else x.reshape(-1, k)).contiguous()
+    device = _same_cuda_device("x", x2, "global_scale", gs)
     op = _op("scaled_fp4_quant", device)
     packed, sf = op(x2, gs, bool(swizzled))
-    sf = sf.view(torch.float8_e4m3fn)
-    if swizzled:
-        sf = sf.reshape(_round_up(x2.shape[0], 128), _round_up(k // 16, 4))
-    return packed, sf
+    # swizzled: int32 [round_up(M, 128), round_up(K // 16, 4) // 4] viewed as bytes is
+    # already [round_up(M, 128), round_up(K // 16, 4)]
+    return packed, sf.view(torch.float8_e4m3fn)
 
 
 def cutlass_fp4_gemm(a: torch.Tensor, b: torch.Tensor, a_sf: torch.Tensor, b_sf: torch.Tensor,
@@ -345,7 +427,7 @@ def cutlass_fp4_gemm(a: torch.Tensor, b: torch.Tensor, a_sf: torch.Tensor, b_sf:
                              f"blackwheel.testing.swizzle_scales)")
         sfs.append(sf.contiguous())
     al = _scalar_f32(alpha, "alpha", a.device if isinstance(alpha, (int, float)) else None)
-    device = _same_cuda_device(a=a, b=b, a_sf=sfs[0], b_sf=sfs[1], alpha=al)
+    device = _same_cuda_device("a", a, "b", b, "a_sf", sfs[0], "b_sf", sfs[1], "alpha", al)
     op = _op("cutlass_scaled_fp4_mm", device)
     out = torch.empty((m, n), dtype=out_dtype, device=device)
     if m == 0:
@@ -358,9 +440,6 @@ def cutlass_fp4_gemm(a: torch.Tensor, b: torch.Tensor, a_sf: torch.Tensor, b_sf:
 # FP4 Marlin (weight-only FP4, fp16/bf16 activations)
 # ---------------------------------------------------------------------------
 
-_WORKSPACES: dict[torch.device, torch.Tensor] = {}
-
-
 def gptq_marlin_repack(q: torch.Tensor, size_k: int, size_n: int) -> torch.Tensor:
     """4-bit GPTQ-layout int32 [K // 8, N] -> Marlin layout int32 [K // 16, 2 * N]
     (K % 16 == 0, N % 64 == 0). Used by blackwheel.marlin_fp4.prepare_*."""
@@ -369,18 +448,52 @@ def gptq_marlin_repack(q: torch.Tensor, size_k: int, size_n: int) -> torch.Tenso
     if tuple(q.shape) != (size_k // 8, size_n) or size_k % 16 or size_n % 64:
         raise ValueError(f"q must be int32 [K // 8, N] with K % 16 == 0 and N % 64 == 0; got {tuple(q.shape)} "
                          f"for K={size_k}, N={size_n} (pad with blackwheel.marlin_fp4.padded_nk)")
-    device = _same_cuda_device(q=q)
+    device = _same_cuda_device("q", q)
     op = _op("gptq_marlin_repack", device)
     return op(q.contiguous(), size_k, size_n, 4, False)
 
 
+def _marlin_workspace(device: torch.device) -> torch.Tensor:
+    """The Marlin workspace of the current stream on ``device`` (made on its first
+    eager call, then kept: a captured CUDA graph keeps using it). While tracing: the
+    device's first workspace, or, for a device that never ran eagerly, a fresh one (a
+    zero fill in the graph)."""
+    if device.type == "meta":
+        return torch.zeros(MAX_BLOCKS_PER_SM, dtype=torch.int32, device=device)
+    if _is_compiling():
+        ws = _DEVICE_WORKSPACE.get(device.index)
+        if ws is None:
+            return torch.zeros(_TRACE_WORKSPACE_BLOCKS, dtype=torch.int32, device=device)
+        return ws
+    key = (device.index, torch._C._cuda_getCurrentStream(device.index)[0])
+    ws = _WORKSPACES.get(key)
+    if ws is None:
+        if torch.cuda.is_current_stream_capturing():
+            # a fill recorded into a graph has not run at capture time: never make the
+            # locks here; the capture stream shares the device's (zeroed, eager) ones
+            ws = _DEVICE_WORKSPACE.get(device.index)
+            if ws is None:
+                raise RuntimeError("marlin_fp4_gemm: CUDA-graph capture before any eager call on this device; "
+                                   "warm up with one eager call before capturing (or pass workspace="
+                                   "blackwheel.marlin_fp4.make_workspace(device))")
+        else:
+            ws = make_workspace(device, _device_info(device)[2])
+            _DEVICE_WORKSPACE.setdefault(device.index, ws)
+        _WORKSPACES[key] = ws
+    return ws
+
+
 def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torch.Tensor | None = None,
-                    use_fp32_reduce: bool = True) -> torch.Tensor:
+                    use_fp32_reduce: bool = True, use_atomic_add: bool | None = None) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for an FP4 weight W [N, K] prepared by
     ``blackwheel.marlin_fp4.prepare_nvfp4_weight`` / ``prepare_mxfp4_weight``.
 
-    x         weight.act_dtype (float16/bfloat16; MXFP4: bfloat16) [..., K]
-    workspace int32 zeroed locks (blackwheel.marlin_fp4.make_workspace); default one per device
+    x               weight.act_dtype (float16/bfloat16; MXFP4: bfloat16) [..., K]
+    workspace       int32 zeroed locks (blackwheel.marlin_fp4.make_workspace); default one per device
+    use_fp32_reduce reduce the K-split partial sums in fp32 (vLLM's default, True)
+    use_atomic_add  reduce with atomicAdd into the output; None: the call heuristic of
+                    blackwheel.marlin_fp4.should_use_atomic_add (vLLM 0.33's gate: N < 2048 and
+                    K >= 2048, not bf16 before sm_90; on by default only where it measured faster)
     Returns act_dtype [..., N].
     """
     _tensor(x, "x")
@@ -392,31 +505,37 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
         raise TypeError(f"x is {x.dtype} but the weight was prepared for {weight.act_dtype} activations "
                         f"(the scale encoding depends on it); cast x or prepare the weight with "
                         f"act_dtype={x.dtype}")
-    if x.ndim < 1 or x.shape[-1] != weight.size_k:
-        raise ValueError(f"x must be [..., K] with K = {weight.size_k}, got {tuple(x.shape)}")
-    device = _same_cuda_device(x=x, qweight=weight.qweight, scales=weight.scales,
-                               global_scale=weight.global_scale, bias=weight.bias)
+    size_k, size_n, padded_k, padded_n = weight.size_k, weight.size_n, weight.padded_k, weight.padded_n
+    if x.ndim < 1 or x.shape[-1] != size_k:
+        raise ValueError(f"x must be [..., K] with K = {size_k}, got {tuple(x.shape)}")
+    device = _same_cuda_device("x", x, "qweight", weight.qweight, "scales", weight.scales,
+                               "global_scale", weight.global_scale, "bias", weight.bias)
     op = _op("marlin_gemm", device)
-    out_shape = (*x.shape[:-1], weight.size_n)
-    x2 = x.reshape(-1, weight.size_k)
+    flat = x.ndim == 2
+    x2 = x if flat else x.reshape(-1, size_k)
     m = x2.shape[0]
     if m == 0:
-        return torch.empty(out_shape, dtype=x.dtype, device=device)
-    if weight.padded_k != weight.size_k:
-        x2 = torch.nn.functional.pad(x2, (0, weight.padded_k - weight.size_k))
+        return x.new_empty((*x.shape[:-1], size_n))
+    if padded_k != size_k:
+        x2 = torch.nn.functional.pad(x2, (0, padded_k - size_k))
     x2 = x2.contiguous()
     if workspace is None:
-        workspace = _WORKSPACES.get(device)
-        if workspace is None:
-            workspace = _WORKSPACES[device] = make_workspace(device)
+        workspace = _marlin_workspace(device)
     else:
         _tensor(workspace, "workspace")
         _dtype(workspace, "workspace", (torch.int32,), "use blackwheel.marlin_fp4.make_workspace(device)")
+    if use_atomic_add is None:
+        # the shape gate first: the capability is only needed where it can say yes
+        use_atomic_add = False
+        if ATOMIC_ADD_DEFAULT and device.type == "cuda":
+            info = _device_info(device)
+            use_atomic_add = info is not None and should_use_atomic_add(m, padded_n, padded_k, info[0], x.dtype)
     out = op(x2, None, weight.qweight, weight.bias, weight.scales, None, weight.global_scale, None,
-             workspace, FLOAT4_E2M1F_ID, m, weight.padded_n, weight.padded_k, False, bool(use_fp32_reduce), False)
-    if weight.padded_n != weight.size_n:
-        out = out[:, :weight.size_n].contiguous()
-    return out.reshape(out_shape)
+             workspace, FLOAT4_E2M1F_ID, m, padded_n, padded_k, bool(use_atomic_add), bool(use_fp32_reduce),
+             False)
+    if padded_n != size_n:
+        out = out[:, :size_n].contiguous()
+    return out if flat else out.reshape((*x.shape[:-1], size_n))
 
 
 # ---------------------------------------------------------------------------
@@ -424,9 +543,12 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
 # ---------------------------------------------------------------------------
 
 def _fa_head_dims() -> tuple[int, ...]:
-    info = _build_info() or {}
-    dims = (info.get("kernels", {}).get("flash_attn") or {}).get("head_dims")
-    return tuple(int(d) for d in dims) if dims else DEFAULT_FA_HEAD_DIMS
+    global _FA_HEAD_DIMS
+    if _FA_HEAD_DIMS is None:
+        info = _build_info() or {}
+        dims = (info.get("kernels", {}).get("flash_attn") or {}).get("head_dims")
+        _FA_HEAD_DIMS = tuple(int(d) for d in dims) if dims else DEFAULT_FA_HEAD_DIMS
+    return _FA_HEAD_DIMS
 
 
 def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
@@ -442,7 +564,7 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
     """
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         _tensor(t, name)
-        _dtype(t, name, _FP16_BF16, f"cast with {name}.to(torch.bfloat16)")
+        _dtype(t, name, _FP16_BF16, "cast with {name}.to(torch.bfloat16)")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k, v must have one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.ndim != 4 or k.ndim != 4 or v.ndim != 4:
@@ -463,10 +585,11 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
         softmax_scale = 1.0 / math.sqrt(d)
     if not isinstance(softmax_scale, (int, float)) or not math.isfinite(softmax_scale):
         raise TypeError(f"softmax_scale must be a finite float, got {softmax_scale!r}")
-    device = _same_cuda_device(q=q, k=k, v=v)
+    device = _same_cuda_device("q", q, "k", k, "v", v)
     op = _op("flash_attn_fwd", device)
-    dims = _fa_head_dims()
-    if d not in dims:
+    # while tracing, the dims cached by an eager call (the C++ op checks them too)
+    dims = _FA_HEAD_DIMS if _is_compiling() else _fa_head_dims()
+    if dims is not None and d not in dims:
         raise ValueError(f"head_dim {d} is not built into this wheel (built: {', '.join(map(str, dims))}); "
                          f"rebuild with BLACKWHEEL_FA_HEAD_DIMS={','.join(map(str, sorted({*dims, d})))}")
     out, lse = op(q, k, v, None, float(softmax_scale), bool(causal))

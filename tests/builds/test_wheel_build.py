@@ -196,6 +196,21 @@ except Exception as e:   # no CUDA kernel for CPU tensors: a clean dispatcher er
     print("refused:", type(e).__name__, str(e).splitlines()[0])
 else:
     raise SystemExit("a CPU tensor reached the CUDA kernel")
+# the fakes are registered against the schemas the .so defined (torch.compile, meta)
+from torch._subclasses.fake_tensor import FakeTensorMode
+with FakeTensorMode():
+    r = torch.ops.blackwheel.gptq_marlin_repack(torch.empty(16, 64, dtype=torch.int32, device="cuda"),
+                                                128, 64, 4, False)
+    assert tuple(r.shape) == (8, 128) and r.dtype == torch.int32, r
+from blackwheel import ops
+from blackwheel.marlin_fp4 import MarlinFP4Weight
+meta = lambda *s, dt=torch.bfloat16: torch.empty(*s, dtype=dt, device="meta")
+w = MarlinFP4Weight("nvfp4", meta(8, 128, dt=torch.int32), meta(8, 64, dt=torch.float8_e4m3fn),
+                    meta(1, dt=torch.float32), None, 48, 128, 64, 128, torch.bfloat16)
+f = torch.compile(lambda x: ops.marlin_fp4_gemm(x, w), fullgraph=True, backend="aot_eager")
+out = f(meta(3, 128))
+assert tuple(out.shape) == (3, 48) and out.dtype == torch.bfloat16, out
+print("fakes: ok")
 """
     env = dict(os.environ, PYTHONPATH=str(target))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -203,6 +218,7 @@ else:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "gptq_marlin_repack(Tensor b_q_weight" in r.stdout
     assert "refused:" in r.stdout and "CUDA" in r.stdout
+    assert "fakes: ok" in r.stdout
 
 
 def test_verify_refuses_a_wheel_without_sm120_sass(tmp_path):

@@ -52,6 +52,31 @@ def test_policy_comes_from_auditwheel_data(policy):
     assert too_new and not any(policy.allows(f"GLIBC_{v}") for v in too_new)
 
 
+def test_vendored_policy_data_is_auditwheels_subset():
+    """The copy shipped for hosts without auditwheel equals what auditwheel says."""
+    pytest.importorskip("auditwheel")
+    data, _ = A._auditwheel_policy_data()
+    assert json.loads(A.VENDORED_POLICY.read_text()) == A.vendored_policy_subset(data), (
+        "re-derive it: python -m blackwheel_factory.checks.abi --write-policies")
+
+
+def test_policy_without_auditwheel_comes_from_the_vendored_data(monkeypatch):
+    monkeypatch.setattr(A, "_auditwheel_policy_data", lambda: (None, "auditwheel is not installed"))
+    pol = A.load_policy(A.DEFAULT_POLICY)
+    assert pol.name == A.DEFAULT_POLICY and "vendored" in pol.origin
+    assert pol.allows("GLIBC_2.34") and "libc.so.6" in pol.libs
+    assert A.load_policy("manylinux2014").name == "manylinux_2_17"
+    assert A.load_policy("manylinux_2_28", "aarch64").allows("GLIBC_2.17")
+    with pytest.raises(A.AbiError, match="vendored policy data"):
+        A.load_policy("manylinux_1_0")
+    try:
+        import auditwheel  # noqa: F401
+    except ImportError:
+        return
+    monkeypatch.undo()
+    assert A.load_policy(A.DEFAULT_POLICY) == pol     # the same Policy either way
+
+
 def test_unknown_policy_names_fix():
     pytest.importorskip("auditwheel")
     with pytest.raises(A.AbiError, match=f"use e.g. {A.DEFAULT_POLICY}"):

@@ -93,6 +93,7 @@ class Policy:
     name: str
     libs: frozenset[str]                       # lib_whitelist
     versions: dict[str, frozenset[str]]        # "GLIBC" -> {"2.2.5", ...}
+    origin: str = field(default="auditwheel policy data", compare=False)
 
     def allows(self, version: str) -> bool:
         prefix, _, ver = version.partition("_")
@@ -307,10 +308,14 @@ def format_table(reports: list[FileReport], context: list[str], verbose: bool = 
 # ---------------------------------------------------------------------------
 def read_elf(stream, path: str) -> ElfInfo:
     """Undefined dynamic symbols (with their version requirement) and DT_NEEDED."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.dynamic import DynamicSection
-    from elftools.elf.elffile import ELFFile
-    from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.dynamic import DynamicSection
+        from elftools.elf.elffile import ELFFile
+        from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+    except ImportError:
+        raise AbiError("pyelftools is not installed (it reads the ELF symbol tables every check "
+                       "needs); pip install pyelftools") from None
     try:
         elf = ELFFile(stream)
     except ELFError as e:
@@ -426,22 +431,76 @@ def discover_providers(torch_dir: Path, needed: Iterable[str], policy: Policy) -
     return providers
 
 
-def load_policy(name: str = DEFAULT_POLICY, arch: str = "x86_64") -> Policy:
-    """Allowed libraries and symbol versions from auditwheel's policy JSON."""
+# The manylinux policy data (allowed libraries and symbol versions) that the check
+# needs, vendored from auditwheel's manylinux-policy.json so that abi-check also runs
+# where auditwheel is not installed (a GPU host with torch only). Derived by
+# ``vendored_policy_subset``; tests/unit/test_abi.py checks it against the
+# installed auditwheel. Regenerate with: python -m blackwheel_factory.checks.abi --write-policies
+VENDORED_POLICY = Path(__file__).resolve().parents[1] / "policies" / "manylinux-policy.json"
+VENDORED_ARCHS = ("x86_64", "aarch64")
+
+
+def vendored_policy_subset(data: list[dict], archs=VENDORED_ARCHS) -> dict:
+    """auditwheel's policy list -> the subset this check reads (manylinux_2_17 and
+    newer, ``archs`` only). Pure."""
+    out = []
+    for pol in data:
+        name = pol["name"]
+        if not name.startswith("manylinux_2_") or int(name.rsplit("_", 1)[1]) < 17:
+            continue
+        out.append({"name": name, "aliases": list(pol.get("aliases", [])),
+                    "lib_whitelist": sorted(pol["lib_whitelist"]),
+                    "symbol_versions": {a: {k: sorted(v) for k, v in sorted(pol["symbol_versions"][a].items())}
+                                        for a in archs if a in pol["symbol_versions"]}})
+    return {"source": "auditwheel manylinux-policy.json (subset: manylinux_2_17+, "
+                      + ", ".join(archs) + ")", "policies": out}
+
+
+def _auditwheel_policy_data() -> tuple[list[dict] | None, str]:
     try:
         import auditwheel.policy as ap
     except ImportError:
-        raise AbiError("auditwheel is not installed; pip install 'auditwheel>=6' "
-                       "(it is in the [tools] extra)") from None
+        return None, "auditwheel is not installed"
     path = Path(ap.__file__).with_name("manylinux-policy.json")
-    for pol in json.loads(path.read_text()):
+    return json.loads(path.read_text()), f"auditwheel policy data ({path.name})"
+
+
+def policy_data() -> tuple[list[dict], str]:
+    """(policies, origin): auditwheel's own data when it is installed, else the subset
+    vendored with this package."""
+    data, origin = _auditwheel_policy_data()
+    if data is not None:
+        return data, origin
+    try:
+        vendored = json.loads(VENDORED_POLICY.read_text())
+    except (OSError, ValueError) as e:
+        raise AbiError(f"{origin}, and the vendored policy data {VENDORED_POLICY} is unreadable ({e}); "
+                       f"pip install 'auditwheel>=6' (it is in the [tools] extra)") from None
+    return vendored["policies"], f"vendored policy data, {origin}"
+
+
+def load_policy(name: str = DEFAULT_POLICY, arch: str = "x86_64") -> Policy:
+    """Allowed libraries and symbol versions from auditwheel's policy JSON (or the
+    vendored subset where auditwheel is not installed)."""
+    data, origin = policy_data()
+    for pol in data:
         if name == pol["name"] or name in pol.get("aliases", []):
             versions = pol["symbol_versions"].get(arch)
             if versions is None:
-                raise AbiError(f"policy {name} has no symbol versions for {arch}")
+                raise AbiError(f"policy {name} has no symbol versions for {arch} ({origin})")
             return Policy(pol["name"], frozenset(pol["lib_whitelist"]),
-                          {k: frozenset(v) for k, v in versions.items()})
-    raise AbiError(f"unknown policy {name!r} in {path}; use e.g. {DEFAULT_POLICY}")
+                          {k: frozenset(v) for k, v in versions.items()}, origin)
+    raise AbiError(f"unknown policy {name!r} in the {origin}; use e.g. {DEFAULT_POLICY}")
+
+
+def write_vendored_policies(path: Path = VENDORED_POLICY) -> Path:
+    data, origin = _auditwheel_policy_data()
+    if data is None:
+        raise AbiError(f"{origin}: cannot derive the vendored policy data")
+    sub = vendored_policy_subset(data)
+    lines = ",\n".join(json.dumps(p, sort_keys=True) for p in sub["policies"])
+    path.write_text('{"source": ' + json.dumps(sub["source"]) + ',\n"policies": [\n' + lines + "\n]}\n")
+    return path
 
 
 def load_shim(torch_dir: Path) -> tuple[frozenset[str] | None, str]:
@@ -504,7 +563,7 @@ def check(target: Path, torch_dir: Path | None = None, abi: str = "auto",
     shim, shim_origin = load_shim(tdir)
     facts = facts_from_torch_dir(tdir)
     context = [f"torch: {facts.describe() if facts else tdir}",
-               f"policy: {policy.name} (auditwheel policy data)",
+               f"policy: {policy.name} ({policy.origin})",
                f"stable C shim: {shim_origin}"]
     try:
         from blackwheel_factory.inputs.config import load_lock
@@ -568,3 +627,11 @@ def run(args) -> int:
     for path, r in problems:
         print(describe_problem(r, path), file=sys.stderr)
     return 1 if problems else 0
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    if sys.argv[1:] == ["--write-policies"]:
+        print(f"wrote {write_vendored_policies()}")
+        raise SystemExit(0)
+    raise SystemExit("usage: python -m blackwheel_factory.checks.abi --write-policies "
+                     "(the check itself: python -m blackwheel abi-check)")
