@@ -148,7 +148,7 @@ def test_traits_not_in_the_table_are_checked_everywhere():
 # ------------------------------------------------------- verify on real names
 def fa2_cubins() -> list[v.Cubin]:
     out = []
-    for tu in ("bwd_hdim128", "fwd_split_hdim128"):
+    for tu in ("bwd_hdim128",):
         out += v.cubins_from_outputs((DATA / f"verify_fa2_{tu}.list.txt").read_text(),
                                      (DATA / f"verify_fa2_{tu}.res.txt").read_text())
     return out
@@ -157,3 +157,85 @@ def fa2_cubins() -> list[v.Cubin]:
 def fa2_lib(cubins=None, requested=("sm_120a",)) -> v.Library:
     return v.Library("flash_attn_2", "flash_attn_2_cuda/_C.abi3.so", requested,
                      tuple(fa2_cubins() if cubins is None else cubins))
+
+
+@pytest.fixture(scope="module")
+def policy() -> v.Policy:
+    return v.load_policy()
+
+
+def relabel(cubins, arch: str, reserve_delta: int = 0) -> list[v.Cubin]:
+    """The same kernels as if built for another target (names do not depend on it)."""
+    return [v.Cubin(c.kind, arch, tuple(v.Kernel(k.name, k.registers, k.stack, max(k.shared + reserve_delta, 0),
+                                                 k.local) for k in c.kernels)) for c in cubins]
+
+
+def test_every_kernel_of_the_real_tus_is_derived():
+    kinds = {}
+    for c in fa2_cubins():
+        for k in c.kernels:
+            launch = L.fa2_launch(k.name)
+            assert launch is not None, k.name
+            assert L.fa2_reach(launch, SM120).listed, k.name
+            kinds.setdefault((launch.kernel, launch.traits, launch.dynamic_smem), 0)
+            kinds[(launch.kernel, launch.traits, launch.dynamic_smem)] += 1
+    bwd_big, bwd_small = (128, 64, 128, 8, 2, 4, 2, False, False), (128, 64, 64, 8, 4, 2, 2, True, False)
+    assert kinds[(BWD, bwd_big, 147456)] == 21 and kinds[(BWD, bwd_small, 81920)] == 21
+    assert kinds[("flash_bwd_convert_dq_kernel", bwd_small, 16384)] == 1
+    assert kinds[("flash_bwd_dot_do_o_kernel", bwd_small, 0)] == 2
+
+
+def test_verify_fa2_on_sm120(policy):
+    rows, viol = v.check([fa2_lib()], policy)
+    assert [x for x in viol if x.severity == "error"] == []
+    (row,) = rows
+    # the 64x128 backward tile (144 KiB) and its dot_do_o/convert_dq: never launched on SM_120
+    assert row.unreachable == 24
+    assert row.unreachable_why == {"needs >= 147456 B opt-in shared memory per block": 24}
+    assert row.dynamic_smem == 81920 and row.max_smem == 81920     # static smem is 0 (+1 KiB reserve)
+    table = v.format_table(rows)
+    assert "unreachable" in table and "24 kernel(s) never launched there (needs >= 147456 B" in table
+
+
+def test_verify_fa2_on_sm90_picks_the_other_tile(policy):
+    rows, viol = v.check([fa2_lib(relabel(fa2_cubins(), "sm_90a"), ("sm_90a",))], policy)
+    assert [x for x in viol if x.severity == "error"] == []
+    (row,) = rows
+    # H100 (227 KB opt-in) takes 64x128; the 99 KB tile 64x64 and split-KV's... only the 64x64 bwd is out
+    assert row.unreachable_why == {"picked only below 147456 B opt-in shared memory per block": 24}
+    assert row.max_smem == 147456
+
+
+def test_reachable_kernels_over_the_limit_fail(policy):
+    limits = dict(policy.limits, sm_120=v.Limits(81919, 65536, 255, 1024, 102400))
+    _, viol = v.check([fa2_lib()], v.Policy(limits, policy.families, policy.stack, policy.ptx_only))
+    smem = [x for x in viol if x.check == "smem"]
+    assert len(smem) == 21 and all("64ELi64ELi8" in x.message for x in smem)
+    assert "static 0 + dynamic max 81920 = 81920 bytes exceeds the 81919-byte limit" in smem[0].message
+
+
+def test_unknown_kernel_in_an_fa2_launch_family_is_a_violation(policy):
+    (c,) = [c for c in fa2_cubins() if c.kind == "sass"][:1]
+    odd = v.Kernel("_Z7bw_axpyfPKfPfi", 16, 0, 1024, 0)
+    lib = fa2_lib([v.Cubin(c.kind, c.arch, c.kernels + (odd,))])
+    _, viol = v.check([lib], policy)
+    (e,) = [x for x in viol if x.severity == "error"]
+    assert e.check == "smem-underivable" and "_Z7bw_axpyfPKfPfi" in e.message
+
+
+def test_plain_sm80_sass_is_checked_for_the_99kb_parts_it_runs_on(policy):
+    sm80 = relabel(fa2_cubins(), "sm_80", -1024)      # no 1 KiB reserve in SHARED on sm_80
+    rows, viol = v.check([fa2_lib(sm80, ("sm_80",))], policy)
+    assert [x for x in viol if x.severity == "error"] == []
+    # A100 launches the 64x128 tile, 8.6/8.9 GPUs running this sm_80 code the 64x64 one
+    assert rows[0].unreachable == 0
+    limits = dict(policy.limits, sm_86=v.Limits(81919, 65536, 255, 0, 102400))
+    _, viol = v.check([fa2_lib(sm80, ("sm_80",))], v.Policy(limits, policy.families, policy.stack, policy.ptx_only))
+    smem = [x for x in viol if x.check == "smem"]
+    assert len(smem) == 21 and "of sm_86 devices, which run this sm_80 code" in smem[0].message
+
+
+def test_target_without_limits_counts_nothing_unreachable():
+    rows, viol = v.check([fa2_lib()], v.Policy({}, {"flash_attn_2": v.FamilyPolicy(dynamic_smem_rule="fa2-launch")},
+                                                "error", "error"))
+    assert {x.check for x in viol} == {"no-limits"} and rows[0].unreachable == 0

@@ -353,14 +353,14 @@ def check(libraries: list[Library], policy: Policy) -> tuple[list[Row], list[Vio
             lim = limits_for(policy, sm)
             reserve = lim.reserved_shared if lim else 0
             plans = {k.name: _plan(fpol.dynamic_smem_rule, k.name, sm, policy, dyn) for k in kernels}
-            launchable = [k for k in kernels if plans[k.name].devices]
+            launchable = [k for k in kernels if not plans[k.name].never]
             derived = [plans[k.name].dynamic_smem for k in launchable
                        if fpol.dynamic_smem_rule and plans[k.name].dynamic_smem is not None]
             if derived:
                 dyn = max(derived)
             why: dict[str, int] = {}
             for k in kernels:
-                if not plans[k.name].devices:
+                if plans[k.name].never:
                     why[plans[k.name].why] = why.get(plans[k.name].why, 0) + 1
             row = Row(fam, so, sm, cubins=len(sass), kernels=len(kernels),
                       max_regs=max((k.registers for k in kernels), default=0),
@@ -400,9 +400,14 @@ class _Plan:
     """One kernel of one SASS target: the dynamic shared memory it is launched with
     and the devices (policy limit keys, with their limits) that can launch it."""
     dynamic_smem: int | None
-    devices: tuple = ()         # ((limits key, Limits), ...); () = never launched
+    devices: tuple = ()         # ((limits key, Limits), ...)
     why: str = ""               # why never launched
     underivable: bool = False
+
+    @property
+    def never(self) -> bool:
+        """The launcher never picks this kernel on any device that runs this SASS."""
+        return bool(self.why) and not self.devices
 
 
 def _devices(sm: str, policy: Policy) -> list[tuple[str, Limits]]:
