@@ -148,7 +148,7 @@ def test_traits_not_in_the_table_are_checked_everywhere():
 # ------------------------------------------------------- verify on real names
 def fa2_cubins() -> list[v.Cubin]:
     out = []
-    for tu in ("bwd_hdim128", "fwd_hdim32_causal"):
+    for tu in ("bwd_hdim128", "fwd_split_hdim128", "fwd_hdim32_causal"):
         out += v.cubins_from_outputs((DATA / f"verify_fa2_{tu}.list.txt").read_text(),
                                      (DATA / f"verify_fa2_{tu}.res.txt").read_text())
     return out
@@ -185,6 +185,10 @@ def test_every_kernel_of_the_real_tus_is_derived():
     assert kinds[("flash_bwd_dot_do_o_kernel", bwd_small, 0)] == 2
     # forward hdim32 (one tile on every GPU): 128x128, Q 8 KiB + K,V 16 KiB
     assert kinds[("flash_fwd_kernel", (32, 128, 128, 4, False, False), 24576)] == 14
+    # split-KV hdim128: 64x128, Q 16 KiB + K,V 64 KiB; its combine kernels launch with 0 (static sLSE)
+    split = (128, 64, 128, 4, False, False)
+    assert kinds[("flash_fwd_splitkv_kernel", split, 81920)] == 52
+    assert kinds[("flash_fwd_splitkv_combine_kernel", split, 0)] == 14
 
 
 def test_verify_fa2_on_sm120(policy):
@@ -194,7 +198,9 @@ def test_verify_fa2_on_sm120(policy):
     # the 64x128 backward tile (144 KiB) and its dot_do_o/convert_dq: never launched on SM_120
     assert row.unreachable == 24
     assert row.unreachable_why == {"needs >= 147456 B opt-in shared memory per block": 24}
-    assert row.dynamic_smem == 81920 and row.max_smem == 81920     # static smem is 0 (+1 KiB reserve)
+    assert row.kernels == 128 and row.dynamic_smem == 81920
+    # static smem is 0 (+1 KiB reserve) but in the combine kernels (sLSE: up to 2,560 B, no dynamic)
+    assert row.max_static_smem == 2560 and row.max_smem == 81920
     table = v.format_table(rows)
     assert "unreachable" in table and "24 kernel(s) never launched there (needs >= 147456 B" in table
 
@@ -212,7 +218,9 @@ def test_reachable_kernels_over_the_limit_fail(policy):
     limits = dict(policy.limits, sm_120=v.Limits(81919, 65536, 255, 1024, 102400))
     _, viol = v.check([fa2_lib()], v.Policy(limits, policy.families, policy.stack, policy.ptx_only))
     smem = [x for x in viol if x.check == "smem"]
-    assert len(smem) == 21 and all("64ELi64ELi8" in x.message for x in smem)
+    # the 21 reachable backward kernels (64x64) and the 52 split-KV ones (64x128 fwd traits), 80 KiB each
+    assert len(smem) == 73
+    assert sum("seqk_parallel_kernelI23Flash_bwd_kernel_traitsILi128ELi64ELi64E" in x.message for x in smem) == 21
     assert "static 0 + dynamic max 81920 = 81920 bytes exceeds the 81919-byte limit" in smem[0].message
 
 
@@ -234,7 +242,7 @@ def test_plain_sm80_sass_is_checked_for_the_99kb_parts_it_runs_on(policy):
     limits = dict(policy.limits, sm_86=v.Limits(81919, 65536, 255, 0, 102400))
     _, viol = v.check([fa2_lib(sm80, ("sm_80",))], v.Policy(limits, policy.families, policy.stack, policy.ptx_only))
     smem = [x for x in viol if x.check == "smem"]
-    assert len(smem) == 21 and "of sm_86 devices, which run this sm_80 code" in smem[0].message
+    assert len(smem) == 73 and all("of sm_86 devices, which run this sm_80 code" in x.message for x in smem)
 
 
 def test_target_without_limits_counts_nothing_unreachable():
