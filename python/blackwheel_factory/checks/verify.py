@@ -59,6 +59,7 @@ class Limits:
     registers_per_sm: int
     registers_per_thread: int
     reserved_shared: int = 0   # added by cuobjdump to SHARED on sm_90+ (1 KiB system reserve)
+    shared_per_sm: int = 0     # shared memory per SM (0 = not in the policy); read by dispatch rules
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Row:
     max_static_smem: int = 0
     dynamic_smem: int | None = None     # from policy or derived; None = not checked
     dynamic_note: str = ""              # "at launch" for launcher-checked families
+    max_smem: int | None = None         # max static + dynamic of the kernels that can launch here
+    unreachable: int = 0                # kernels the launcher never picks on this target
+    unreachable_why: dict = field(default_factory=dict)   # why -> number of kernels
     spills: int = 0                     # kernels with a stack frame / local memory
     max_stack: int = 0
     ptx: bool = False
@@ -184,7 +188,8 @@ def parse_policy(data: dict, where: str = "verify policy") -> Policy:
     for sm, t in (data.get("limits") or {}).items():
         try:
             limits[sm] = Limits(int(t["shared_per_block"]), int(t["registers_per_sm"]),
-                                int(t["registers_per_thread"]), int(t.get("reserved_shared", 0)))
+                                int(t["registers_per_thread"]), int(t.get("reserved_shared", 0)),
+                                int(t.get("shared_per_sm", 0)))
         except (KeyError, TypeError, ValueError) as e:
             raise VerifyError(f"{where}: [limits.{sm}] needs integer shared_per_block, "
                               f"registers_per_sm, registers_per_thread ({e!r})") from None
@@ -279,15 +284,23 @@ def _rebuild_hint(requested: tuple[str, ...]) -> str:
 
 
 def _kernel_violations(k: Kernel, fam: str, sm: str, so: str, lim: Limits, dyn: int | None,
-                       fpol: FamilyPolicy, policy: Policy) -> list[Violation]:
+                       fpol: FamilyPolicy, policy: Policy,
+                       smem_on: tuple | None = None) -> list[Violation]:
+    """smem_on: the devices ((limits key, Limits), ...) whose per-block limit the
+    kernel's shared memory must fit; None: the target's own; (): none, the launcher
+    never picks it there (registers and stack are still checked)."""
     out = []
     static = max(k.shared - lim.reserved_shared, 0)
     total = static + (dyn or 0)
-    if total > lim.shared_per_block:
+    own = re.sub(r"[af]$", "", sm)
+    for dev, dlim in ((own, lim),) if smem_on is None else smem_on:
+        if total <= dlim.shared_per_block:
+            continue
         what = f"static {static} + dynamic max {dyn} = {total}" if dyn else f"static {static}"
+        on = "" if dev == own else f" of {dev} devices, which run this {sm} code and launch it"
         out.append(Violation("error", "smem", fam, sm, so,
                              f"family {fam}, {sm}, kernel {k.name} in {so}: shared memory {what} bytes "
-                             f"exceeds the {lim.shared_per_block}-byte limit per block"))
+                             f"exceeds the {dlim.shared_per_block}-byte limit per block{on}"))
     if k.registers > lim.registers_per_thread:
         out.append(Violation("error", "registers", fam, sm, so,
                              f"family {fam}, {sm}, kernel {k.name} in {so}: {k.registers} registers "
@@ -337,18 +350,27 @@ def check(libraries: list[Library], policy: Policy) -> tuple[list[Row], list[Vio
             sass = [c for c in lib.cubins if c.kind == "sass" and c.arch == sm]
             kernels = [k for c in sass for k in c.kernels]
             dyn = fpol.dynamic_smem_max.get(arch_of_sm(sm))
-            per_kernel = {k.name: launch_smem.dynamic_smem(fpol.dynamic_smem_rule, k.name)
-                          for k in kernels} if fpol.dynamic_smem_rule else {}
-            derived = [v for v in per_kernel.values() if v is not None]
-            if derived:
-                dyn = max(derived)
             lim = limits_for(policy, sm)
             reserve = lim.reserved_shared if lim else 0
+            plans = {k.name: _plan(fpol.dynamic_smem_rule, k.name, sm, policy, dyn) for k in kernels}
+            launchable = [k for k in kernels if not plans[k.name].never]
+            derived = [plans[k.name].dynamic_smem for k in launchable
+                       if fpol.dynamic_smem_rule and plans[k.name].dynamic_smem is not None]
+            if derived:
+                dyn = max(derived)
+            why: dict[str, int] = {}
+            for k in kernels:
+                if plans[k.name].never:
+                    why[plans[k.name].why] = why.get(plans[k.name].why, 0) + 1
             row = Row(fam, so, sm, cubins=len(sass), kernels=len(kernels),
                       max_regs=max((k.registers for k in kernels), default=0),
                       max_static_smem=max((max(k.shared - reserve, 0) for k in kernels), default=0),
                       dynamic_smem=dyn,
                       dynamic_note="at launch" if fpol.dynamic_smem_rule == "launcher-checked" else "",
+                      max_smem=None if dyn is None else max(
+                          (max(k.shared - reserve, 0) + (plans[k.name].dynamic_smem or 0) for k in launchable),
+                          default=0),
+                      unreachable=sum(why.values()), unreachable_why=dict(sorted(why.items())),
                       spills=sum(1 for k in kernels if k.stack or k.local),
                       max_stack=max((max(k.stack, k.local) for k in kernels), default=0),
                       ptx=sm in ptx_archs, requested=sm in lib.requested)
@@ -361,9 +383,66 @@ def check(libraries: list[Library], policy: Policy) -> tuple[list[Row], list[Vio
                                      f"[limits.{re.sub(r'[af]$', '', sm)}] to {POLICY_PATH}"))
                 continue
             for k in kernels:
-                k_dyn = per_kernel.get(k.name) if per_kernel else dyn
-                out.extend(_kernel_violations(k, fam, sm, so, lim, k_dyn, fpol, policy))
+                plan = plans[k.name]
+                if plan.underivable:
+                    out.append(Violation("error", "smem-underivable", fam, sm, so,
+                                         f"family {fam}, {sm}, kernel {k.name} in {so}: cannot derive the "
+                                         f"dynamic shared memory its launcher requests (dynamic_smem_rule "
+                                         f"{fpol.dynamic_smem_rule!r} does not know this kernel); teach "
+                                         f"blackwheel_factory/checks/launch_smem.py its launch"))
+                out.extend(_kernel_violations(k, fam, sm, so, lim, plan.dynamic_smem, fpol, policy,
+                                              plan.devices))
     return rows, out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One kernel of one SASS target: the dynamic shared memory it is launched with
+    and the devices (policy limit keys, with their limits) that can launch it."""
+    dynamic_smem: int | None
+    devices: tuple = ()         # ((limits key, Limits), ...)
+    why: str = ""               # why never launched
+    underivable: bool = False
+
+    @property
+    def never(self) -> bool:
+        """The launcher never picks this kernel on any device that runs this SASS."""
+        return bool(self.why) and not self.devices
+
+
+def _devices(sm: str, policy: Policy) -> list[tuple[str, Limits]]:
+    """The devices (with limits in the policy) that run SASS for sm: an 'a' target
+    only its own compute capability; a plain or 'f' target also the later minors of
+    its major (sm_80 SASS runs on 8.6 and 8.9). The target's own comes first."""
+    own = re.sub(r"[af]$", "", sm)
+    out = [(own, limits_for(policy, sm))]
+    a = parse_arch(arch_of_sm(sm))
+    if a.suffix != "a":
+        for key, lim in sorted(policy.limits.items()):
+            m = re.fullmatch(r"sm_(\d+)(\d)", key)
+            if m and key != own and int(m.group(1)) == a.major and int(m.group(2)) > a.minor:
+                out.append((key, lim))
+    return [(k, lim) for k, lim in out if lim is not None]
+
+
+def _plan(rule: str, name: str, sm: str, policy: Policy, policy_dyn: int | None) -> _Plan:
+    own = limits_for(policy, sm)
+    own_dev = ((re.sub(r"[af]$", "", sm), own),) if own else ()
+    if not rule:
+        return _Plan(policy_dyn, own_dev)
+    kl = launch_smem.kernel_launch(rule, name)
+    if kl.underivable or rule not in launch_smem.DISPATCH_RULES or not own:
+        return _Plan(kl.dynamic_smem, own_dev, underivable=kl.underivable)
+    reach, why = [], ""
+    for i, (key, lim) in enumerate(_devices(sm, policy)):
+        m = re.fullmatch(r"sm_(\d+)(\d)", key)
+        t = launch_smem.Target(int(m.group(1)), int(m.group(2)), lim.shared_per_block, lim.shared_per_sm)
+        r = launch_smem.kernel_launch(rule, name, t)
+        if r.reachable:
+            reach.append((key, lim))
+        elif i == 0:
+            why = r.why
+    return _Plan(kl.dynamic_smem, tuple(reach), "" if reach else why)
 
 
 def requested_for(family_archs: list[str], override: list[str] | None) -> tuple[str, ...]:
@@ -431,16 +510,21 @@ def summarize(violations: list[Violation], limit: int = 160) -> list[str]:
 
 def format_table(rows: list[Row]) -> str:
     head = ("family", "arch", "cubins", "kernels", "max regs", "max static smem",
-            "dyn smem max", "spills", "ptx", "library")
+            "dyn smem max", "max smem", "unreachable", "spills", "ptx", "library")
     body = [(r.family, r.arch + ("" if r.requested else " (extra)"), str(r.cubins), str(r.kernels),
              str(r.max_regs), str(r.max_static_smem),
              (r.dynamic_note or "not checked") if r.dynamic_smem is None else str(r.dynamic_smem),
+             "-" if r.max_smem is None else str(r.max_smem), str(r.unreachable),
              f"{r.spills}" + (f" ({r.max_stack} B)" if r.spills else ""),
              "yes" if r.ptx else "no", r.library) for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     lines = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*b) for b in body]
+    for r in rows:
+        for why, n in r.unreachable_why.items():
+            lines.append(f"  {r.family} {r.arch}: {n} kernel(s) never launched there ({why}); "
+                         f"not checked against its shared-memory limit")
     return "\n".join(lines)
 
 
@@ -482,7 +566,8 @@ def report_json(wheel: str, info: dict | None, rows: list[Row], violations: list
         "violations": [asdict(v) for v in violations],
         "ok": not any(v.severity == "error" for v in violations),
         "dynamic_smem_note": "dynamic shared memory is not in the cubin; checked only for families "
-                             "with dynamic_smem_max in the verify policy",
+                             "with dynamic_smem_max or a dynamic_smem_rule in the verify policy; "
+                             "max_smem and unreachable count only kernels the launcher can pick on the target",
     }
 
 
@@ -616,6 +701,10 @@ def run(args) -> int:
         print("dyn smem 'at launch': the launcher sizes dynamic shared memory against the device's "
               "opt-in maximum at run time (vLLM Marlin, CUTLASS 3.x stage counts); see "
               "blackwheel_factory/checks/launch_smem.py")
+    if any(r.unreachable for r in rows):
+        print("unreachable: kernels in the cubin that the launcher never picks on that target (its "
+              "tile choice needs more shared memory, or another GPU); 'max smem' is static + dynamic "
+              "of the rest; see blackwheel_factory/policies/fa2_dispatch.toml")
     if not any(r.dynamic_smem is not None or r.dynamic_note for r in rows):
         print("dynamic shared memory: not checked (no dynamic_smem rule in the verify policy)")
     fatal = [v for v in violations if v.severity == "error" or args.strict]
