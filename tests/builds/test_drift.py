@@ -50,6 +50,9 @@ def test_import_blackwheel_refuses_drifted_torch(tmp_path, tiny_sos, other_torch
     pkg = site / "blackwheel"
     shutil.copytree(PYTHON_DIR / "blackwheel", pkg,
                     ignore=shutil.ignore_patterns("__pycache__", "_build_info.json"))
+    # the wheel ships the factory package beside the runtime (the guard reads the lock with it)
+    shutil.copytree(PYTHON_DIR / "blackwheel_factory", site / "blackwheel_factory",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(tiny_sos["classic"], pkg / "_tiny.abi3.so")
     write_build_info(pkg, "classic", locked)
     res = run_cli(other_torch_venv, ["-c", "import blackwheel"], pythonpath=site, cwd=tmp_path)
@@ -70,6 +73,9 @@ def test_stable_build_refuses_cpu_torch_but_not_by_version(tmp_path, other_torch
     pkg = site / "blackwheel"
     shutil.copytree(PYTHON_DIR / "blackwheel", pkg,
                     ignore=shutil.ignore_patterns("__pycache__", "_build_info.json"))
+    # the wheel ships the factory package beside the runtime (the guard reads the lock with it)
+    shutil.copytree(PYTHON_DIR / "blackwheel_factory", site / "blackwheel_factory",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     write_build_info(pkg, "stable", locked)
     res = run_cli(other_torch_venv, ["-c", "import blackwheel"], pythonpath=site, cwd=tmp_path)
     assert res.returncode == 1
