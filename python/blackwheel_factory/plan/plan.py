@@ -86,34 +86,32 @@ def _head_dims(env: Mapping[str, str], fam) -> list[int]:
     return sorted(fam.extra.get("head_dims", []))
 
 
-def _directions(env: Mapping[str, str], fam) -> list[str]:
-    """BLACKWHEEL_FA_DIRECTIONS=fwd or fwd,bwd (forward includes the split-KV kernels)."""
-    available = list(fam.extra.get("available_directions", ["fwd", "bwd"]))
-    value = env.get("BLACKWHEEL_FA_DIRECTIONS")
-    if value and value.strip():
-        dirs = list(dict.fromkeys(_split(value)))
-        bad = [d for d in dirs if d not in available]
-        if bad:
-            raise PlanError(f"BLACKWHEEL_FA_DIRECTIONS={value!r}: unknown direction(s) {bad}; "
-                            f"choose from {available} (e.g. fwd or fwd,bwd)")
-        if "fwd" not in dirs:
-            raise PlanError(f"BLACKWHEEL_FA_DIRECTIONS={value!r}: the backward needs the forward; "
-                            "use fwd or fwd,bwd")
-        return [d for d in available if d in dirs]
-    return list(fam.extra.get("directions", available))
-
-
-def _dtypes(env: Mapping[str, str], fam) -> list[str]:
-    """BLACKWHEEL_FA_DTYPES=fp16,bf16 (default both): a reduced build (CI) may take one."""
-    available = list(fam.extra.get("available_dtypes", ["fp16", "bf16"]))
-    value = env.get("BLACKWHEEL_FA_DTYPES")
+def _choice(env: Mapping[str, str], fam, key: str, var: str, what: str) -> list[str]:
+    """A family's list option (fam.extra[key], chosen from available_<key>), or the
+    subset the environment variable `var` names, in the family's order."""
+    available = list(fam.extra.get(f"available_{key}", fam.extra.get(key, [])))
+    value = env.get(var)
     if value and value.strip():
         chosen = list(dict.fromkeys(_split(value)))
         bad = [d for d in chosen if d not in available]
         if bad:
-            raise PlanError(f"BLACKWHEEL_FA_DTYPES={value!r}: unknown dtype(s) {bad}; choose from {available}")
+            raise PlanError(f"{var}={value!r}: unknown {what}(s) {bad}; choose from {available}")
         return [d for d in available if d in chosen]
-    return list(fam.extra.get("dtypes", available))
+    return list(fam.extra.get(key, available))
+
+
+def _directions(env: Mapping[str, str], fam) -> list[str]:
+    """BLACKWHEEL_FA_DIRECTIONS=fwd or fwd,bwd (forward includes the split-KV kernels)."""
+    dirs = _choice(env, fam, "directions", "BLACKWHEEL_FA_DIRECTIONS", "direction")
+    if "fwd" not in dirs:
+        raise PlanError(f"BLACKWHEEL_FA_DIRECTIONS={env.get('BLACKWHEEL_FA_DIRECTIONS')!r}: the "
+                        "backward needs the forward; use fwd or fwd,bwd")
+    return dirs
+
+
+def _dtypes(env: Mapping[str, str], fam) -> list[str]:
+    """BLACKWHEEL_FA_DTYPES=fp16,bf16 (default both): a reduced build (CI) may take one."""
+    return _choice(env, fam, "dtypes", "BLACKWHEEL_FA_DTYPES", "dtype")
 
 
 def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None = None,
