@@ -45,14 +45,20 @@ def test_without_guard_the_drift_is_a_bare_undefined_symbol(tiny_sos, other_torc
     assert "undefined symbol: _ZN3c105utils9unset_envEPKc" in res.stderr
 
 
-def test_import_blackwheel_refuses_drifted_torch(tmp_path, tiny_sos, other_torch_venv, locked):
+def _installed_layout(tmp_path):
+    """site/ as the wheel installs it, without a build record: blackwheel and, beside it,
+    blackwheel_factory (the guard reads the lock with it)."""
     site = tmp_path / "site"
     pkg = site / "blackwheel"
     shutil.copytree(PYTHON_DIR / "blackwheel", pkg,
                     ignore=shutil.ignore_patterns("__pycache__", "_build_info.json"))
-    # the wheel ships the factory package beside the runtime (the guard reads the lock with it)
     shutil.copytree(PYTHON_DIR / "blackwheel_factory", site / "blackwheel_factory",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    return site, pkg
+
+
+def test_import_blackwheel_refuses_drifted_torch(tmp_path, tiny_sos, other_torch_venv, locked):
+    site, pkg = _installed_layout(tmp_path)
     shutil.copy(tiny_sos["classic"], pkg / "_tiny.abi3.so")
     write_build_info(pkg, "classic", locked)
     res = run_cli(other_torch_venv, ["-c", "import blackwheel"], pythonpath=site, cwd=tmp_path)
@@ -69,13 +75,7 @@ def test_import_blackwheel_refuses_drifted_torch(tmp_path, tiny_sos, other_torch
 
 def test_stable_build_refuses_cpu_torch_but_not_by_version(tmp_path, other_torch_venv, locked):
     """A stable-ABI cu13 build accepts 2.13 >= 2.11 by version, but not a CPU-only torch."""
-    site = tmp_path / "site"
-    pkg = site / "blackwheel"
-    shutil.copytree(PYTHON_DIR / "blackwheel", pkg,
-                    ignore=shutil.ignore_patterns("__pycache__", "_build_info.json"))
-    # the wheel ships the factory package beside the runtime (the guard reads the lock with it)
-    shutil.copytree(PYTHON_DIR / "blackwheel_factory", site / "blackwheel_factory",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    site, pkg = _installed_layout(tmp_path)
     write_build_info(pkg, "stable", locked)
     res = run_cli(other_torch_venv, ["-c", "import blackwheel"], pythonpath=site, cwd=tmp_path)
     assert res.returncode == 1
