@@ -380,15 +380,17 @@ def bench_host(args, bw):
         for fmt, (n, k) in (("nvfp4", (4096, 4096)), ("mxfp4", (2880, 2880))):
             wm, _ = _marlin_weight(fmt, n, k)
             x = torch.randn(1, k, device="cuda", dtype=torch.bfloat16)
-            # the raw op needs K padded to the weight's padded_k (the wrapper pads per call)
-            xp = torch.nn.functional.pad(x, (0, wm.padded_k - k))
             ws = ops._marlin_workspace(x.device)
             mg = bwo.marlin_gemm.default
-            # the raw call gets the reduce the wrapper's heuristic picks (no atomic add at N >= 2048)
+            pad = wm.padded_k - k
+            # the raw call gets the reduce the wrapper's heuristic picks (no atomic add at N >= 2048),
+            # and pads K to the weight's padded_k as any direct caller must (2880 -> 2944: one
+            # F.pad kernel per call, in both columns)
             items.append((f"marlin_fp4_gemm {fmt} M=1 N={n} K={k}", lambda x=x, wm=wm: ops.marlin_fp4_gemm(x, wm),
-                          lambda x=xp, wm=wm, ws=ws, mg=mg: mg(x, None, wm.qweight, None, wm.scales, None,
-                                                              wm.global_scale, None, ws, FLOAT4_E2M1F_ID, 1,
-                                                              wm.padded_n, wm.padded_k, False, True, False)))
+                          lambda x=x, wm=wm, ws=ws, mg=mg, pad=pad: mg(
+                              torch.nn.functional.pad(x, (0, pad)) if pad else x, None, wm.qweight, None,
+                              wm.scales, None, wm.global_scale, None, ws, FLOAT4_E2M1F_ID, 1,
+                              wm.padded_n, wm.padded_k, False, True, False)))
         qw = marlin_fp4.to_gptq_layout(torch.randint(0, 256, (4096, 2048), device="cuda", dtype=torch.uint8))
         rp = bwo.gptq_marlin_repack.default
         items.append(("gptq_marlin_repack K=4096 N=4096", lambda: ops.gptq_marlin_repack(qw, 4096, 4096),

@@ -180,7 +180,7 @@ def mxfp4_process_scales(marlin_scales: torch.Tensor) -> torch.Tensor:
 # the prepared weight
 # ---------------------------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class MarlinFP4Weight:
     """An FP4 weight W [N, K] in Marlin's layout, for ``blackwheel.marlin_fp4_gemm``.
 
@@ -200,6 +200,14 @@ class MarlinFP4Weight:
     padded_n: int
     padded_k: int
     act_dtype: torch.dtype
+
+    def __post_init__(self):
+        # the one CUDA device index of all its tensors, or None (mixed, CPU, meta): lets
+        # marlin_fp4_gemm's eager fast path check the weight's devices with one compare
+        devs = {t.get_device() if t.is_cuda else None
+                for t in (self.qweight, self.scales, self.global_scale, self.bias)
+                if isinstance(t, torch.Tensor)}
+        object.__setattr__(self, "_device", devs.pop() if len(devs) == 1 else None)
 
     @property
     def group_size(self) -> int:

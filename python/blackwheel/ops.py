@@ -57,6 +57,7 @@ FAMILY_LIMITS = {"nvfp4": "SM_120 only"}
 DEFAULT_FA_HEAD_DIMS = (64, 128)
 
 _FP16_BF16 = (torch.float16, torch.bfloat16)
+_FP8, _BF16, _FP16, _F32 = torch.float8_e4m3fn, torch.bfloat16, torch.float16, torch.float32
 
 
 class KernelUnavailableError(RuntimeError):
@@ -270,18 +271,8 @@ def _aligned16(x: torch.Tensor, name: str) -> None:
 # FP8 scaled GEMM
 # ---------------------------------------------------------------------------
 
-def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
-              out_dtype: torch.dtype, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """FP8 GEMM with scales: ``out = ((a * scale_a) @ (b * scale_b) + bias).to(out_dtype)``.
-
-    a        float8_e4m3fn [M, K], row-major (contiguous)
-    b        float8_e4m3fn [K, N], column-major (``w.t()`` of a contiguous [N, K] weight)
-    scale_a  float32 [1] (per-tensor) or [M, 1] (per-token)
-    scale_b  float32 [1] (per-tensor) or [1, N] (per-channel)
-    out_dtype torch.bfloat16 or torch.float16
-    bias     out_dtype [N] or None
-    K and N must be multiples of 16 (CUTLASS 16-byte alignment). Returns [M, N].
-    """
+def _check_scaled_mm(a, b, scale_a, scale_b, out_dtype, bias) -> tuple[int, int]:
+    """scaled_mm's argument checks, each with its clear error; returns (M, N)."""
     _tensor(a, "a"), _tensor(b, "b"), _tensor(scale_a, "scale_a"), _tensor(scale_b, "scale_b")
     fp8_fix = "quantize with blackwheel.testing.quantize_fp8 (or scale and cast with .to(torch.float8_e4m3fn))"
     _dtype(a, "a", (torch.float8_e4m3fn,), fp8_fix)
@@ -319,13 +310,55 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
             raise ValueError(f"bias must have shape [N] = [{n}], got {tuple(bias.shape)}")
         if not bias.is_contiguous():
             raise ValueError("bias must be contiguous; pass bias.contiguous()")
-    device = _same_cuda_device("a", a, "b", b, "scale_a", scale_a, "scale_b", scale_b, "bias", bias)
-    if device.type == "cuda" and not _is_compiling():       # eager: the cached op, the pointers
-        op = _READY.get(("cutlass_scaled_mm", device.index)) or _ready("cutlass_scaled_mm", device)
-        if a.data_ptr() % 16 or b.data_ptr() % 16:
+    _same_cuda_device("a", a, "b", b, "scale_a", scale_a, "scale_b", scale_b, "bias", bias)
+    return m, n
+
+
+def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: torch.Tensor,
+              out_dtype: torch.dtype, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """FP8 GEMM with scales: ``out = ((a * scale_a) @ (b * scale_b) + bias).to(out_dtype)``.
+
+    a        float8_e4m3fn [M, K], row-major (contiguous)
+    b        float8_e4m3fn [K, N], column-major (``w.t()`` of a contiguous [N, K] weight)
+    scale_a  float32 [1] (per-tensor) or [M, 1] (per-token)
+    scale_b  float32 [1] (per-tensor) or [1, N] (per-channel)
+    out_dtype torch.bfloat16 or torch.float16
+    bias     out_dtype [N] or None
+    K and N must be multiples of 16 (CUTLASS 16-byte alignment). Returns [M, N].
+    """
+    # Eager fast path: one expression accepts the common well-formed call (a strict
+    # subset of what _check_scaled_mm accepts); anything else, and tracing, goes through
+    # the checks, which raise the clear error or accept it. A few attribute reads.
+    ok = False
+    if not _is_compiling():
+        try:
+            m, k = a.shape
+            k_b, n = b.shape
+            d = a.get_device()
+            ok = (a.dtype is _FP8 and b.dtype is _FP8 and (out_dtype is _BF16 or out_dtype is _FP16)
+                  and k_b == k and k % 16 == 0 and n % 16 == 0 and a.is_cuda and a.is_contiguous()
+                  and b.stride() == (1, k) and b.get_device() == d
+                  and scale_a.dtype is _F32 and scale_a.is_contiguous() and scale_a.get_device() == d
+                  and (scale_a.numel() == 1 or scale_a.shape == (m, 1))
+                  and scale_b.dtype is _F32 and scale_b.is_contiguous() and scale_b.get_device() == d
+                  and (scale_b.numel() == 1 or scale_b.shape == (1, n))
+                  and (bias is None or (bias.dtype is out_dtype and bias.shape == (n,)
+                                        and bias.is_contiguous() and bias.get_device() == d)))
+        except (AttributeError, TypeError, ValueError):
+            ok = False
+    if ok:                                                   # eager on CUDA: the cached op, the pointers
+        device = a.device
+        op = _READY.get(("cutlass_scaled_mm", d)) or _ready("cutlass_scaled_mm", device)
+        if (a.data_ptr() | b.data_ptr()) & 15:
             _aligned16(a, "a"), _aligned16(b, "b")
     else:
-        op = _op("cutlass_scaled_mm", device)
+        m, n = _check_scaled_mm(a, b, scale_a, scale_b, out_dtype, bias)
+        device = a.device
+        if device.type == "cuda" and not _is_compiling():
+            op = _READY.get(("cutlass_scaled_mm", device.index)) or _ready("cutlass_scaled_mm", device)
+            _aligned16(a, "a"), _aligned16(b, "b")
+        else:
+            op = _op("cutlass_scaled_mm", device)
     out = torch.empty((m, n), dtype=out_dtype, device=device)
     if m == 0:
         return out
@@ -483,6 +516,28 @@ def _marlin_workspace(device: torch.device) -> torch.Tensor:
     return ws
 
 
+def _check_marlin_fp4_gemm(x, weight, workspace) -> torch.device:
+    """marlin_fp4_gemm's argument checks, each with its clear error; returns the device."""
+    _tensor(x, "x")
+    if not isinstance(weight, MarlinFP4Weight):
+        raise TypeError("weight must be a MarlinFP4Weight: prepare it with blackwheel.marlin_fp4."
+                        "prepare_nvfp4_weight or prepare_mxfp4_weight")
+    _dtype(x, "x", _FP16_BF16, "cast with x.to(torch.bfloat16)")
+    if x.dtype != weight.act_dtype:
+        raise TypeError(f"x is {x.dtype} but the weight was prepared for {weight.act_dtype} activations "
+                        f"(the scale encoding depends on it); cast x or prepare the weight with "
+                        f"act_dtype={x.dtype}")
+    size_k = weight.size_k
+    if x.ndim < 1 or x.shape[-1] != size_k:
+        raise ValueError(f"x must be [..., K] with K = {size_k}, got {tuple(x.shape)}")
+    device = _same_cuda_device("x", x, "qweight", weight.qweight, "scales", weight.scales,
+                               "global_scale", weight.global_scale, "bias", weight.bias)
+    if workspace is not None:
+        _tensor(workspace, "workspace")
+        _dtype(workspace, "workspace", (torch.int32,), "use blackwheel.marlin_fp4.make_workspace(device)")
+    return device
+
+
 def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torch.Tensor | None = None,
                     use_fp32_reduce: bool = True, use_atomic_add: bool | None = None) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for an FP4 weight W [N, K] prepared by
@@ -496,21 +551,25 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
                     K >= 2048, not bf16 before sm_90; on by default only where it measured faster)
     Returns act_dtype [..., N].
     """
-    _tensor(x, "x")
-    if not isinstance(weight, MarlinFP4Weight):
-        raise TypeError("weight must be a MarlinFP4Weight: prepare it with blackwheel.marlin_fp4."
-                        "prepare_nvfp4_weight or prepare_mxfp4_weight")
-    _dtype(x, "x", _FP16_BF16, "cast with x.to(torch.bfloat16)")
-    if x.dtype != weight.act_dtype:
-        raise TypeError(f"x is {x.dtype} but the weight was prepared for {weight.act_dtype} activations "
-                        f"(the scale encoding depends on it); cast x or prepare the weight with "
-                        f"act_dtype={x.dtype}")
+    # Eager fast path (a strict subset of what the checks accept): the weight's tensors
+    # were found on one CUDA device when it was made (weight._device), so one compare
+    # checks them all; anything else, and tracing, goes through the checks.
+    ok = False
+    if workspace is None and not _is_compiling():
+        try:
+            d = weight._device
+            ok = (d is not None and x.dtype is weight.act_dtype and (x.dtype is _BF16 or x.dtype is _FP16)
+                  and x.get_device() == d and x.is_cuda
+                  and x.shape[-1] == weight.size_k and type(weight) is MarlinFP4Weight)
+        except (AttributeError, IndexError):
+            ok = False
+    if ok:
+        device = x.device
+        op = _READY.get(("marlin_gemm", d)) or _ready("marlin_gemm", device)
+    else:
+        device = _check_marlin_fp4_gemm(x, weight, workspace)
+        op = _op("marlin_gemm", device)
     size_k, size_n, padded_k, padded_n = weight.size_k, weight.size_n, weight.padded_k, weight.padded_n
-    if x.ndim < 1 or x.shape[-1] != size_k:
-        raise ValueError(f"x must be [..., K] with K = {size_k}, got {tuple(x.shape)}")
-    device = _same_cuda_device("x", x, "qweight", weight.qweight, "scales", weight.scales,
-                               "global_scale", weight.global_scale, "bias", weight.bias)
-    op = _op("marlin_gemm", device)
     flat = x.ndim == 2
     x2 = x if flat else x.reshape(-1, size_k)
     m = x2.shape[0]
@@ -520,10 +579,9 @@ def marlin_fp4_gemm(x: torch.Tensor, weight: MarlinFP4Weight, *, workspace: torc
         x2 = torch.nn.functional.pad(x2, (0, padded_k - size_k))
     x2 = x2.contiguous()
     if workspace is None:
-        workspace = _marlin_workspace(device)
-    else:
-        _tensor(workspace, "workspace")
-        _dtype(workspace, "workspace", (torch.int32,), "use blackwheel.marlin_fp4.make_workspace(device)")
+        workspace = _WORKSPACES.get((d, torch._C._cuda_getCurrentStream(d)[0])) if ok else None
+        if workspace is None:
+            workspace = _marlin_workspace(device)
     if use_atomic_add is None:
         # the shape gate first: the capability is only needed where it can say yes
         use_atomic_add = False
@@ -551,17 +609,8 @@ def _fa_head_dims() -> tuple[int, ...]:
     return _FA_HEAD_DIMS
 
 
-def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
-                    causal: bool = False, *, return_lse: bool = False):
-    """FlashAttention-2 forward.
-
-    q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D]; float16 or bfloat16 (all the same);
-    last dim contiguous; Hq % Hkv == 0 (GQA/MQA); D one of the built head dims
-    (default 64, 128). softmax_scale defaults to 1/sqrt(D). causal masks
-    bottom-right aligned (query i sees keys j <= i + Sk - Sq).
-    Returns out [B, Sq, Hq, D] (q's dtype), or (out, softmax_lse fp32 [B, Hq, Sq])
-    with return_lse=True.
-    """
+def _check_flash_attn(q, k, v, softmax_scale):
+    """flash_attn_func's argument checks, each with its clear error; returns (op, softmax_scale)."""
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
         _tensor(t, name)
         _dtype(t, name, _FP16_BF16, "cast with {name}.to(torch.bfloat16)")
@@ -592,5 +641,42 @@ def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_s
     if dims is not None and d not in dims:
         raise ValueError(f"head_dim {d} is not built into this wheel (built: {', '.join(map(str, dims))}); "
                          f"rebuild with BLACKWHEEL_FA_HEAD_DIMS={','.join(map(str, sorted({*dims, d})))}")
+    return op, softmax_scale
+
+
+def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, softmax_scale: float | None = None,
+                    causal: bool = False, *, return_lse: bool = False):
+    """FlashAttention-2 forward.
+
+    q [B, Sq, Hq, D], k/v [B, Sk, Hkv, D]; float16 or bfloat16 (all the same);
+    last dim contiguous; Hq % Hkv == 0 (GQA/MQA); D one of the built head dims
+    (default 64, 128). softmax_scale defaults to 1/sqrt(D). causal masks
+    bottom-right aligned (query i sees keys j <= i + Sk - Sq).
+    Returns out [B, Sq, Hq, D] (q's dtype), or (out, softmax_lse fp32 [B, Hq, Sq])
+    with return_lse=True.
+    """
+    # Eager fast path (a strict subset of what _check_flash_attn accepts); anything else,
+    # and tracing, goes through the checks, which raise the clear error or accept it.
+    ok = False
+    if not _is_compiling():
+        try:
+            b, sq, hq, d = q.shape
+            ks = k.shape
+            dev = q.get_device()
+            dt = q.dtype
+            ok = ((dt is _BF16 or dt is _FP16) and k.dtype is dt and v.dtype is dt and q.is_cuda
+                  and ks == v.shape and len(ks) == 4 and ks[0] == b and ks[3] == d and ks[2] > 0
+                  and hq % ks[2] == 0 and q.stride()[-1] == 1 and k.stride()[-1] == 1 and v.stride()[-1] == 1
+                  and k.get_device() == dev and v.get_device() == dev
+                  and d in (_FA_HEAD_DIMS or _fa_head_dims())
+                  and (softmax_scale is None or (type(softmax_scale) is float and math.isfinite(softmax_scale))))
+        except (AttributeError, TypeError, ValueError):
+            ok = False
+    if ok:
+        op = _READY.get(("flash_attn_fwd", dev)) or _ready("flash_attn_fwd", q.device)
+        if softmax_scale is None:
+            softmax_scale = 1.0 / math.sqrt(d)
+    else:
+        op, softmax_scale = _check_flash_attn(q, k, v, softmax_scale)
     out, lse = op(q, k, v, None, float(softmax_scale), bool(causal))
     return (out, lse) if return_lse else out
