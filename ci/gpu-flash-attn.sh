@@ -9,7 +9,7 @@
 # BLACKWHEEL_FA_DIRECTIONS apply). Then: import, info, abi-check against the
 # host's torch, upstream's tests/test_flash_attn.py from the pinned sdist
 # (sampled, tests/upstream/sampling.py; BW_UPSTREAM_PER_GROUP), our GPU tests,
-# and benchmarks/bench_flash_attn.py. Everything lands in OUTDIR.
+# and benchmarks/bench_flash_attn.py (BW_BENCH=0 skips it). Everything lands in OUTDIR.
 set -uo pipefail
 out="$(realpath -m "$1")"; shift
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,5 +51,5 @@ else
   echo "upstream tests not found (give BW_UPSTREAM_TESTS=DIR)"; status=1
 fi
 run pytest-gpu.txt python3 -m pytest -q -p no:cacheprovider "$repo/tests/flash_attn_gpu"
-run bench.txt python3 "$repo/benchmarks/bench_flash_attn.py" --out "$out/bench" ${BW_BENCH_ARGS:-}
+[ "${BW_BENCH:-1}" = 0 ] || run bench.txt python3 "$repo/benchmarks/bench_flash_attn.py" --out "$out/bench" ${BW_BENCH_ARGS:-}
 exit $status
