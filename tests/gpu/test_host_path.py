@@ -37,13 +37,14 @@ def _fp8_inputs(device, m=16, n=256, k=128):
 
 def test_scaled_mm_fast_path_equals_checked_path(cuda_device, count_checks):
     _needs("scaled_mm", cuda_device)
-    a, b, sa, sw = _fp8_inputs(cuda_device)
+    a, b, _, sw = _fp8_inputs(cuda_device)
+    sa = torch.rand(16, 1, device=cuda_device) + 0.5            # per-token [M, 1]
     bias = torch.randn(256, device=cuda_device, dtype=torch.bfloat16)
     fast = ops.scaled_mm(a, b, sa, sw, torch.bfloat16, bias)
     assert count_checks == [], "a well-formed call went through the detailed checks"
-    # the same call through the checks: 1-D per-tensor scales of shape [] are accepted
-    # there but not by the fast path
-    checked = ops.scaled_mm(a, b, sa.reshape(()), sw, torch.bfloat16, bias)
+    # the same per-token scales as a 1-D [M] tensor: accepted by the checks, not by the
+    # fast path (which takes [1] / [M, 1] only), so this call runs the checked path
+    checked = ops.scaled_mm(a, b, sa.reshape(-1), sw, torch.bfloat16, bias)
     assert count_checks == ["_check_scaled_mm"]
     assert torch.equal(fast, checked)
 
