@@ -67,3 +67,13 @@ def test_backward_hdim256_dropout_on_99kb_parts_is_refused():
     assert D.bwd_supported(256, 0.0, 101376) is None
     assert D.bwd_supported(256, 0.1, 232448 - 1024) is None    # H100/H200
     assert D.bwd_supported(128, 0.1, 101376) is None
+
+
+def test_split_heuristic_is_memoized_and_equal_to_the_computation():
+    D.num_splits_heuristic.cache_clear()
+    first = D.num_splits(16, 8, 128, 4096, 1, 0.0, 0, 132)
+    hits = D.num_splits_heuristic.cache_info().hits
+    assert D.num_splits(16, 8, 128, 4096, 1, 0.0, 0, 132) == first
+    assert D.num_splits_heuristic.cache_info().hits == hits + 1
+    for args in ((48, 108, 64, 128), (16 * 8, 264, 32, 128), (1, 264, 128, 128)):
+        assert D.num_splits_heuristic(*args) == D.num_splits_heuristic.__wrapped__(*args)
