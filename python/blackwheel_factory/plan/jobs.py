@@ -36,7 +36,9 @@ PEAK_RSS: dict[str, int] = {
     "nvfp4": 8 * GiB,         # CUTLASS SM120 block-scaled FP4 GEMM
     "marlin_fp4": 1 * GiB,    # generated Marlin instantiations
     "flash_attn": 6 * GiB,    # FA2 fwd, one head dim per TU, CUTLASS/cute
-    "flash_attn_2": 7 * GiB,  # complete FA2 (every feature compiled in; bwd TUs heaviest)
+    "flash_attn_2": 7 * GiB,  # complete FA2 (every feature compiled in); measured per job on
+                              # 9.0a: bwd <= 6.6 GiB (hdim256), fwd <= 4.5, split-KV <= 3.8
+                              # (docs/results/h200-2026-12-02-complete/flash-attn/jobs-summary.txt)
     "tiny": 256 * MiB,        # tests/builds/cuda_tiny
 }
 # A family not in the table gets this (conservative) bound.
