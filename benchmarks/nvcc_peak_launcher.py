@@ -32,8 +32,8 @@ FA_KIND = re.compile(r"flash_(fwd_split|fwd|bwd)_hdim(\d+)_(fp16|bf16)(_causal)?
 
 
 def source_of(argv: list[str]) -> str:
-    for i, a in enumerate(argv):
-        if a == "-c" and i + 1 < len(argv):
+    for i in range(len(argv) - 2, -1, -1):          # the last "-c SOURCE" (nvcc/gcc have one)
+        if argv[i] == "-c":
             return argv[i + 1]
     cands = [a for a in argv if a.endswith((".cu", ".cpp", ".cc", ".c"))]
     return cands[-1] if cands else ""
