@@ -354,11 +354,8 @@ def scaled_mm(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor, scale_b: 
     else:
         m, n = _check_scaled_mm(a, b, scale_a, scale_b, out_dtype, bias)
         device = a.device
-        if device.type == "cuda" and not _is_compiling():
-            op = _READY.get(("cutlass_scaled_mm", device.index)) or _ready("cutlass_scaled_mm", device)
-            _aligned16(a, "a"), _aligned16(b, "b")
-        else:
-            op = _op("cutlass_scaled_mm", device)
+        op = _op("cutlass_scaled_mm", device)
+        _aligned16(a, "a"), _aligned16(b, "b")              # eager CUDA only (it checks)
     out = torch.empty((m, n), dtype=out_dtype, device=device)
     if m == 0:
         return out
