@@ -27,12 +27,17 @@ function(blackwheel_build_info)
   blackwheel_python(plan --stage record --product "${BW_PRODUCT}" --build-dir "${CMAKE_BINARY_DIR}"
                     --flags-json "${CMAKE_BINARY_DIR}/flags.json"
                     --out "${CMAKE_BINARY_DIR}/_build_info.json")
-  install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION "${BW_RECORD_PACKAGE}")
+  if(BW_INSTALL_COMPONENT)
+    install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION "${BW_RECORD_PACKAGE}"
+            COMPONENT ${BW_INSTALL_COMPONENT})
+  else()
+    install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION "${BW_RECORD_PACKAGE}")
+  endif()
 
   if(BLACKWHEEL_ABI_CHECK)
     get_property(targets GLOBAL PROPERTY BW_EXTENSION_TARGETS)
     foreach(t IN LISTS targets)
-      string(REGEX REPLACE "^bw_" "" family "${t}")
+      get_target_property(family ${t} BW_FAMILY)
       string(TOUPPER "${family}" up)
       add_custom_command(TARGET ${t} POST_BUILD
         COMMAND ${CMAKE_COMMAND} -E env "PYTHONPATH=${BW_PYTHONPATH}"

@@ -55,6 +55,7 @@ function(blackwheel_add_extension)
   target_link_libraries(${target} PRIVATE bw_torch)
   target_link_options(${target} PRIVATE "-Wl,--no-undefined-version")
   install(TARGETS ${target} LIBRARY DESTINATION "${destination}")
+  set_property(TARGET ${target} PROPERTY BW_FAMILY ${ARG_FAMILY})
   set_property(GLOBAL APPEND PROPERTY BW_EXTENSION_TARGETS ${target})
 endfunction()
 

@@ -35,6 +35,9 @@ def _project_policy() -> str:
 
 DEFAULT_POLICY = _project_policy()
 _DRIVER_RE = re.compile(r"^cu[A-Z][A-Za-z0-9_]*$")
+# The CPython C-API, provided by the interpreter that imports a Python extension
+# module (one that exports PyInit_<name>: vLLM's spinloop, fs_io_C, cumem_allocator).
+_PYTHON_API_RE = re.compile(r"^_?Py[A-Za-z0-9_]+$")
 _SHIM_DECL_RE = re.compile(r"AOTI_TORCH_EXPORT\b[^;{}()]*?\b((?:aoti_torch|torch)_\w+)\s*\(")
 _SHIM_NAME_RE = re.compile(r"^(?:aoti_torch|torch)_\w+$")
 SHIM_HEADER_GLOBS = ("torch/csrc/inductor/aoti_torch/c/*.h",
@@ -78,6 +81,7 @@ class ElfInfo:
     needed: tuple[str, ...]
     undefined: tuple[Undef, ...]
     cxx_runtime: tuple[str, ...] = ()   # C++ runtime symbols it defines (static libstdc++)
+    python_module: bool = False         # exports PyInit_*: a CPython extension module
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,7 @@ class Resolution:
     name: str
     version: str | None
     provider: str | None          # library that resolves it
-    kind: str | None              # torch | cuda | driver | system | weak
+    kind: str | None              # torch | cuda | driver | python | system | weak
     problem: str | None = None    # unresolved | version | stable-abi | missing-library | static-runtime
     detail: str = ""
     expected: str | None = None   # where it was expected (for problems)
@@ -188,7 +192,7 @@ def expected_library(name: str, demangled: str, needed: Iterable[str]) -> str:
 
 def resolve_symbol(sym: Undef, providers: list[Provider], policy: Policy, abi: str,
                    shim: frozenset[str] | None, needed: tuple[str, ...] = (),
-                   demangled: str = "") -> Resolution:
+                   demangled: str = "", python_module: bool = False) -> Resolution:
     r = Resolution(sym.name, sym.version, None, None, demangled=demangled)
     # 1. a symbol version names its library: check it against the policy / provider
     if sym.version_file:
@@ -215,6 +219,8 @@ def resolve_symbol(sym: Undef, providers: list[Provider], policy: Policy, abi: s
             r.provider, r.kind = hit.name, hit.kind
     if r.provider is None and _DRIVER_RE.match(sym.name):
         r.provider, r.kind = "libcuda.so.1", "driver"
+    if r.provider is None and python_module and _PYTHON_API_RE.match(sym.name):
+        r.provider, r.kind = "python", "python"
     if r.provider is None:
         if sym.weak:
             r.kind = "weak"
@@ -237,7 +243,8 @@ def resolve(elf: ElfInfo, providers: list[Provider], policy: Policy, abi: str,
             shim: frozenset[str] | None, demangled: dict[str, str] | None = None) -> list[Resolution]:
     """One Resolution per undefined symbol of ``elf``."""
     dm = demangled or {}
-    return [resolve_symbol(s, providers, policy, abi, shim, elf.needed, dm.get(s.name, ""))
+    return [resolve_symbol(s, providers, policy, abi, shim, elf.needed, dm.get(s.name, ""),
+                           elf.python_module)
             for s in elf.undefined]
 
 
@@ -336,12 +343,14 @@ def read_elf(stream, path: str) -> ElfInfo:
                 vermap[aux["vna_other"]] = (aux.name, vn.name)
     undefined: list[Undef] = []
     runtime: list[str] = []
+    python_module = False
     for i, s in enumerate(dynsym.iter_symbols()):
         if i == 0 or not s.name:
             continue
         if s["st_shndx"] != "SHN_UNDEF":
             if s.name in CXX_RUNTIME_MARKERS:
                 runtime.append(s.name)
+            python_module = python_module or s.name.startswith("PyInit_")
             continue
         version = version_file = None
         if versym is not None:
@@ -349,7 +358,7 @@ def read_elf(stream, path: str) -> ElfInfo:
             if isinstance(ndx, int) and ndx in vermap:
                 version, version_file = vermap[ndx]
         undefined.append(Undef(s.name, version, version_file, s["st_info"]["bind"] == "STB_WEAK"))
-    return ElfInfo(path, tuple(needed), tuple(undefined), tuple(sorted(runtime)))
+    return ElfInfo(path, tuple(needed), tuple(undefined), tuple(sorted(runtime)), python_module)
 
 
 class ElfLibrary:

@@ -66,6 +66,71 @@ def render(product: Product, config: Config, lock: TorchLock, env: Mapping[str, 
     return out
 
 
+SUBSET_ENV = "BLACKWHEEL_{}_SUBSET"   # BLACKWHEEL_VLLM_SUBSET=reduced
+
+
+def subset_name(product: Product, env: Mapping[str, str]) -> str:
+    return env.get(SUBSET_ENV.format(product.name.upper().replace("-", "_")), "").strip()
+
+
+def _toml_str(v: str) -> str:
+    return json.dumps(str(v))
+
+
+def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapping[str, str],
+                    root: Path, build_requires: list[str], work: Path, dirs: Mapping[str, Path],
+                    upstream_pyproject: dict, requirements: list[str]) -> dict[str, str]:
+    """The rendered project of a build = "upstream-cmake" product (pure): upstream's
+    CMake project in ``work`` (the working copy), our controls hooked in, its
+    scripts and entry points as upstream declares them, Requires-Dist from its
+    requirements files (``requirements``) plus the stable-ABI torch floor."""
+    up = product.upstream_cmake
+    subset = up.subset(subset_name(product, env))
+    def resolve(value: str) -> str:
+        for name, path in dirs.items():
+            value = value.replace("{src:" + name + "}", str(path).replace("\\", "/"))
+        if "{src:" in value:
+            raise ConfigError(f"{product.path}: [upstream-cmake] defines: {value!r} names a source "
+                              f"that is not prepared (known: {', '.join(sorted(dirs))})")
+        return value
+    defines = "\n".join(f"{k} = {_toml_str(resolve(v))}" for k, v in sorted(up.defines.items()))
+    proj = upstream_pyproject.get("project", {})
+    scripts = []
+    if proj.get("scripts"):
+        scripts.append("[project.scripts]")
+        scripts += [f"{k} = {_toml_str(v)}" for k, v in proj["scripts"].items()]
+    for group, eps in proj.get("entry-points", {}).items():
+        scripts.append(f"[project.entry-points.{_toml_str(group)}]")
+        scripts += [f"{k} = {_toml_str(v)}" for k, v in eps.items()]
+    deps = [f"torch>={lock.stable_target}", *requirements, *product.dependencies]
+    subst = {
+        "@PRODUCT@": product.name,
+        "@ROOT@": str(root).replace("\\", "/"),
+        "@PROJECT@": up.project,
+        "@BUILD_REQUIRES@": json.dumps(build_requires),
+        "@DIST@": product.dist,
+        "@VERSION@": wheel_version(product, config, lock, env),
+        "@SUMMARY@": json.dumps(product.summary)[1:-1],
+        "@REQUIRES_PYTHON@": product.requires_python,
+        "@LICENSE@": product.license,
+        "@DEPENDENCIES@": json.dumps(deps, indent=1),
+        "@SCRIPTS@": "\n".join(scripts),
+        "@SOURCE_DIR@": str(work).replace("\\", "/"),
+        "@TARGETS@": json.dumps(list(subset.targets)),
+        "@COMPONENTS@": json.dumps([*subset.targets, "blackwheel"]),
+        "@PY_API@": "cp" + product.requires_python.split(">=", 1)[1].split(",")[0].replace(".", "")
+                    if ">=" in product.requires_python else "cp39",
+        "@TARGET_LIST@": ";".join(subset.targets),
+        "@EXCLUDE_LIST@": ";".join(subset.exclude),
+        "@PYTHON_VARIABLE@": up.python_variable,
+        "@DEFINES@": defines,
+    }
+    text = _template("pyproject-upstream.toml.in")
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    return {"pyproject.toml": text}
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -94,6 +159,32 @@ def _archs_setting(pip_args: list[str]) -> str | None:
     return value
 
 
+def _render_upstream_build(product, config, lock, env, root, requires, log):
+    """Prepare the sources and the working copy, then render (effects around render_upstream)."""
+    from blackwheel_factory.compile.upstream_requirements import RequirementsError, read_requirements
+    from blackwheel_factory.sources import fetch as S
+    fam_sources = sorted({s for f in config.kernels.values() for s in f.sources} | {product.source})
+    dirs = S.prepare(config, fam_sources, S.default_cache_dir(), log=log)
+    tree = Path(dirs[product.source])
+    plan = make_plan(config, env)
+    subset = product.upstream_cmake.subset(subset_name(product, env))   # unknown subset: clear error
+    salt = "-".join(str(a).replace(".", "") for a in plan.requested_archs)
+    work = S.work_tree(tree, salt, log=log)
+    try:
+        reqs = [r for f in product.dependencies_from
+                for r in read_requirements(f, lambda rel: (tree / rel).read_text(), product.dependencies_drop)]
+    except (OSError, RequirementsError) as e:
+        raise ConfigError(f"{product.path}: dependencies-from: {e}") from e
+    upstream_pyproject = tomllib.loads((tree / "pyproject.toml").read_text()) \
+        if (tree / "pyproject.toml").is_file() else {}
+    files = render_upstream(product, config, lock, env, root, requires, work,
+                            {k: Path(v) for k, v in dirs.items()}, upstream_pyproject,
+                            list(dict.fromkeys(reqs)))
+    log(f"blackwheel: {product.dist}: {subset.name} build of {', '.join(subset.targets)}"
+        + (f" (left out: {', '.join(subset.exclude)})" if subset.exclude else ""))
+    return files, tree
+
+
 def build(name: str, wheel_dir: Path, pip_args: list[str], env: Mapping[str, str] | None = None,
           root: Path | None = None, log=print) -> Path:
     """Render products/<name>.toml into _build/products/<name>/ and pip-build it."""
@@ -106,10 +197,13 @@ def build(name: str, wheel_dir: Path, pip_args: list[str], env: Mapping[str, str
     if archs is not None:   # -C cmake.define.BLACKWHEEL_ARCHS=... names the variant too
         env["BLACKWHEEL_ARCHS"] = archs
     requires = tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
-    files = render(product, config, lock, env, root, requires)
     project = root / RENDER_DIR / name
+    if product.build == "upstream-cmake":
+        files, tree = _render_upstream_build(product, config, lock, env, root, requires, log)
+    else:
+        files = render(product, config, lock, env, root, requires)
+        tree = S.prepare(config, [product.source], S.default_cache_dir(), log=log)[product.source]
     # upstream's README and LICENSE travel with its code
-    tree = S.prepare(config, [product.source], S.default_cache_dir(), log=log)[product.source]
     for extra in ("README.md", "LICENSE"):
         src = Path(tree) / extra
         files[extra] = src.read_text() if src.is_file() else ""

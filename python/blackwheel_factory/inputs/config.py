@@ -236,10 +236,44 @@ PRODUCTS_DIR = "products"
 KERNEL_PACK = "kernel-pack"       # the root project (`pip wheel .`), described by blackwheel.toml
 _PRODUCT_EDITION = 1
 _PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
-                 "dependencies", "upstream-packages", "own-packages", "default-archs"}
+                 "dependencies", "dependencies-from", "dependencies-drop", "upstream-packages",
+                 "own-packages", "record-package", "default-archs", "build"}
+# build = "blackwheel-cmake" (default): blackwheel's CMake compiles the [family.*] sources;
+# build = "upstream-cmake": upstream's own CMake project, driven as [upstream-cmake] says.
+BUILD_KINDS = ("blackwheel-cmake", "upstream-cmake")
+_UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable"}
+_SUBSET_KEYS = {"targets", "exclude"}
 _FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
                 "available_head_dims", "directions", "available_directions", "dtypes",
                 "available_dtypes"}
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A named reduced build of an upstream-cmake product: only these targets, and
+    their sources matching `exclude` (path prefixes under the source tree) left out."""
+    name: str
+    targets: tuple[str, ...]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UpstreamCMake:
+    """How an upstream CMake project is driven (products/<name>.toml [upstream-cmake])."""
+    project: str                      # its project() name: our controls hook in after it
+    defines: dict                     # CMake cache settings
+    targets: tuple[str, ...]          # extension targets built and installed
+    subsets: dict                     # name -> Subset
+    python_variable: str = ""         # CMake variable set to the building interpreter
+
+    def subset(self, name: str | None) -> Subset:
+        """The targets/excludes of a subset; None or "" = everything."""
+        if not name:
+            return Subset("complete", self.targets)
+        if name not in self.subsets:
+            raise ConfigError(f"unknown subset {name!r}; known: "
+                              f"{', '.join(sorted(self.subsets)) or 'none'} (or unset for the complete build)")
+        return self.subsets[name]
 
 
 @dataclass(frozen=True)
@@ -260,11 +294,16 @@ class Product:
     upstream_packages: tuple[str, ...]   # Python packages taken from the source tree
     own_packages: tuple[str, ...]        # Python packages from python/ of this repo
     path: Path
+    record_pkg: str = ""                 # record-package; default the first own package
+    build: str = "blackwheel-cmake"
+    upstream_cmake: UpstreamCMake | None = None
+    dependencies_from: tuple[str, ...] = ()   # upstream requirements files (in the source tree)
+    dependencies_drop: tuple[str, ...] = ()   # project names dropped from those
 
     @property
     def record_package(self) -> str:
-        """Where the build record goes: the first of our own packages."""
-        return self.own_packages[0]
+        """Where the build record goes: record-package, else the first of our own packages."""
+        return self.record_pkg or self.own_packages[0]
 
 
 def product_names(root: Path | None = None) -> list[str]:
@@ -284,7 +323,7 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
     edition = data.get("edition")
     if edition != _PRODUCT_EDITION:
         raise ConfigError(f"{where}: edition must be {_PRODUCT_EDITION} (got {edition!r})")
-    unknown = set(data) - {"edition", "product", "family"}
+    unknown = set(data) - {"edition", "product", "family", "upstream-cmake"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
     p = _need(data, "product", dict, where)
@@ -295,8 +334,13 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
     if source not in base.sources:
         raise ConfigError(f"{where}: [product] source '{source}' is not a [[source]] of {base.path.name}")
     own = tuple(_need(p, "own-packages", list, f"{where}: [product]"))
-    if not own:
-        raise ConfigError(f"{where}: [product] own-packages must name at least one package")
+    if not own and not p.get("record-package"):
+        raise ConfigError(f"{where}: [product] own-packages must name at least one package "
+                          f"(or record-package must say where the build record goes)")
+    build = p.get("build", "blackwheel-cmake")
+    if build not in BUILD_KINDS:
+        raise ConfigError(f"{where}: [product] build must be one of {list(BUILD_KINDS)}, got {build!r}")
+    upstream = _parse_upstream(data.get("upstream-cmake"), build, where)
     product = Product(
         name=path.stem,
         dist=_need(p, "dist", str, f"{where}: [product]"),
@@ -309,6 +353,11 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
         upstream_packages=tuple(p.get("upstream-packages", ())),
         own_packages=own,
         path=path,
+        record_pkg=p.get("record-package", ""),
+        build=build,
+        upstream_cmake=upstream,
+        dependencies_from=tuple(p.get("dependencies-from", ())),
+        dependencies_drop=tuple(p.get("dependencies-drop", ())),
     )
     families: dict[str, KernelFamily] = {}
     for name, k in _need(data, "family", dict, where).items():
@@ -339,6 +388,38 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
         kernels=families,
     )
     return product, config
+
+
+def _parse_upstream(table, build: str, where: str) -> UpstreamCMake | None:
+    """[upstream-cmake]: required by build = "upstream-cmake", refused otherwise (strict)."""
+    if build != "upstream-cmake":
+        if table is not None:
+            raise ConfigError(f"{where}: [upstream-cmake] needs [product] build = \"upstream-cmake\"")
+        return None
+    uw = f"{where}: [upstream-cmake]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{uw}: missing (build = \"upstream-cmake\" needs it)")
+    bad = set(table) - _UPSTREAM_KEYS
+    if bad:
+        raise ConfigError(f"{uw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_UPSTREAM_KEYS)}")
+    targets = tuple(_need(table, "targets", list, uw))
+    defines = table.get("defines", {})
+    if not isinstance(defines, dict) or not all(isinstance(v, str) for v in defines.values()):
+        raise ConfigError(f"{uw}: defines must be a table of strings")
+    subsets = {}
+    for name, sub in table.get("subsets", {}).items():
+        sw = f"{uw} subsets.{name}"
+        bad = set(sub) - _SUBSET_KEYS
+        if bad:
+            raise ConfigError(f"{sw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_SUBSET_KEYS)}")
+        st = tuple(_need(sub, "targets", list, sw))
+        extra = set(st) - set(targets)
+        if extra:
+            raise ConfigError(f"{sw}: targets {sorted(extra)} are not in [upstream-cmake] targets")
+        subsets[name] = Subset(name, st, tuple(sub.get("exclude", ())))
+    return UpstreamCMake(project=_need(table, "project", str, uw), defines=dict(defines),
+                         targets=targets, subsets=subsets,
+                         python_variable=table.get("python-variable", ""))
 
 
 def load_product(name: str, root: Path | None = None) -> tuple[Product, Config]:

@@ -90,10 +90,29 @@ def make_prefix(real: Path, dest: Path) -> Path:
         if not (lib / base).exists():
             (lib / base).symlink_to(so)
     (tmp / "lib64").symlink_to("lib")
+    if not (real / "lib" / "stubs" / "libcuda.so").exists():
+        driver_stub(lib / "stubs" / "libcuda.so")
     if dest.exists() or dest.is_symlink():
         shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
     os.rename(tmp, dest)
     return dest
+
+
+def driver_stub(path: Path, cc: str | None = None) -> Path:
+    """An empty libcuda.so (soname libcuda.so.1) to link against, as the CUDA
+    toolkit's lib/stubs/libcuda.so is: the PyPI toolkit wheels have none, and
+    upstream CMake projects (vLLM's CUDA::cuda_driver) link the driver API. It
+    defines nothing: the driver installed on the GPU host resolves the cu* calls
+    (abi-check allows them by name)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cc = cc or os.environ.get("CC") or "cc"
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    r = subprocess.run([cc, "-shared", "-nostdlib", "-x", "c", "/dev/null", "-Wl,-soname,libcuda.so.1",
+                        "-Wl,--build-id=none", "-o", str(tmp)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ToolchainError(f"could not make the libcuda.so link stub with {cc}: {r.stderr.strip()}")
+    os.replace(tmp, path)
+    return path
 
 
 def resolve(build_dir: Path, env: dict | None = None, expected_version: str | None = None) -> Toolchain:

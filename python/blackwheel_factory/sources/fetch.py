@@ -568,6 +568,33 @@ def stage_tree(src: Path, root: Path | None = None, name: str = "blackwheel-csrc
     raise SourceError(f"{tree} keeps changing while it is verified; not compiling it")
 
 
+def work_tree(tree: Path, salt: str, log: Callable[[str], None] = print) -> Path:
+    """A writable copy of a verified tree, for an upstream build that writes into its
+    own source tree (vLLM's kernel generators write .cu files next to their
+    templates): <tree>.work-<salt>, beside it under the fixed source root, so that the
+    verified tree stays as its manifest says. ``salt`` names what the generated files
+    depend on (the archs). Reused when every file of the tree is still as it was
+    (generated files, absent from the tree, are allowed); else copied again."""
+    work = tree.with_name(f"{tree.name}.work-{salt}")
+    expected = file_digests(tree)
+    for _attempt in range(3):
+        if work.is_dir():
+            problems = [p for p in compare_tree(file_digests(work), expected)
+                        if not p.startswith("added: ")]
+            if not problems:
+                return work
+            set_aside(work, problems, log)
+            continue
+        tmp = Path(tempfile.mkdtemp(dir=tree.parent, prefix=f".{work.name}-"))
+        try:
+            shutil.copytree(tree, tmp, dirs_exist_ok=True, symlinks=True)
+            _publish_dir(tmp, work)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log(f"blackwheel: working copy {work}")
+    raise SourceError(f"{work} keeps changing while it is verified; not building from it")
+
+
 def source_records(config: Config, names: Iterable[str], cache: Path | None = None) -> list[dict]:
     """What goes into the build record for each source: the artifact and patches by
     sha256, and (with the cache) the digest of the verified tree that was compiled."""
