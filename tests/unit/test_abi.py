@@ -129,6 +129,18 @@ def test_unresolved_symbol_names_expected_library(policy, providers):
                     "(expected in libc10_cuda.so): no provider defines it")
 
 
+def test_python_c_api_only_for_python_extension_modules(policy, providers):
+    """vLLM's spinloop/fs_io_C/cumem_allocator are CPython extension modules (they
+    export PyInit_*): the interpreter provides Py*; an op library gets no such pass."""
+    undef = (A.Undef("PyExc_TypeError"), A.Undef("_Py_Dealloc"), A.Undef("PyLong_FromLong"))
+    module = A.ElfInfo("spinloop.abi3.so", ("libc.so.6",), undef, python_module=True)
+    assert [(r.ok, r.kind) for r in A.resolve(module, providers, policy, "stable", SHIM)] == \
+        [(True, "python")] * 3
+    library = A.ElfInfo("_ops.abi3.so", ("libc.so.6",), undef)
+    assert [r.problem for r in A.resolve(library, providers, policy, "stable", SHIM)] == \
+        ["unresolved"] * 3
+
+
 def test_weak_undefined_is_allowed(policy, providers):
     r = res(A.Undef("__gmon_start__", weak=True), providers, policy)
     assert r.ok and r.kind == "weak"
