@@ -40,6 +40,8 @@ PEAK_RSS: dict[str, int] = {
                               # 9.0a: bwd <= 6.6 GiB (hdim256), fwd <= 4.5, split-KV <= 3.8
                               # (docs/results/h200-2026-12-02-complete/flash-attn/jobs-summary.txt)
     "tiny": 256 * MiB,        # tests/builds/cuda_tiny
+    "vllm": 10 * GiB,         # vLLM's own build (products/vllm.toml): its largest TU is the
+                              # same scaled_mm_sm120_fp8.cu as the scaled_mm set (9,148 MiB)
 }
 # A family not in the table gets this (conservative) bound.
 DEFAULT_PEAK_RSS = 6 * GiB
