@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import _decide, _library
+from . import _decide, _library, _paging
 
 Tensor = torch.Tensor
 _I64_WRAP = 1 << 64
@@ -208,7 +208,8 @@ def varlen_fwd(q: Tensor, k: Tensor, v: Tensor, out_: Optional[Tensor], cu_seqle
     max_num_blocks_per_seq = block_table_.shape[1] if paged_kv else 0
     num_blocks = k.shape[0] if paged_kv else 0
     page_block_size = k.shape[1] if paged_kv else 1
-    _check(not paged_kv or page_block_size % 256 == 0, "Paged KV cache block size must be divisible by 256")
+    if paged_kv:  # any multiple of 16 (patch 0004), not upstream's multiples of 256
+        _paging.check_page_block_size(page_block_size, head_size, appends=False)
     if max_seqlen_q == 1 and alibi_slopes is None:
         is_causal = False
     if is_causal:
@@ -487,7 +488,9 @@ def fwd_kvcache(q: Tensor, kcache: Tensor, vcache: Tensor, k_: Optional[Tensor],
     max_num_blocks_per_seq = block_table_.shape[1] if paged_kv else 0
     num_blocks = kcache.shape[0] if paged_kv else 0
     page_block_size = kcache.shape[1] if paged_kv else 1
-    _check(not paged_kv or page_block_size % 256 == 0, "Paged KV cache block size must be divisible by 256")
+    if paged_kv:  # any multiple of 16 (patch 0004); appending needs whole tiles per page
+        _paging.check_page_block_size(page_block_size, _decide.round_multiple(head_size_og, 8),
+                                      appends=k_ is not None)
     seqlen_k = max_num_blocks_per_seq * page_block_size if paged_kv else kcache.shape[1]
     num_heads_k = kcache.shape[2]
     batch_size_c = batch_size if paged_kv else kcache.shape[0]
