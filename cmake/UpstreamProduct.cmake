@@ -31,6 +31,25 @@ set(BW_INSTALL_COMPONENT blackwheel)   # our installs: one component beside the 
 cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL blackwheel_upstream_finish)
 
 function(blackwheel_upstream_finish)
+  # The product's families: a [family.*] with a `library` is blackwheel's own, compiled here
+  # by its cmake/kernels module (e.g. flash_attn_2 -> vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so);
+  # the others describe the upstream's own targets.
+  set(upstream_families)
+  set(own_targets)
+  foreach(f IN LISTS BW_FAMILIES)
+    string(TOUPPER "${f}" up)
+    if(BW_${up}_LIBRARY)
+      if(NOT TARGET bw_torch)
+        include(Torch)          # bw_torch: the locked torch's headers and libraries
+        include(Extension)      # blackwheel_add_extension()
+        include(kernels/FlashAttn2)
+      endif()
+      cmake_language(CALL blackwheel_family_${f})
+      list(APPEND own_targets bw_${f})
+    else()
+      list(APPEND upstream_families ${f})
+    endif()
+  endforeach()
   foreach(t IN LISTS BW_UPSTREAM_TARGETS)
     if(NOT TARGET ${t})
       message(FATAL_ERROR "blackwheel: ${BW_PRODUCT}'s CMake defined no target '${t}' "
@@ -62,11 +81,11 @@ function(blackwheel_upstream_finish)
         message(STATUS "blackwheel: ${t}: ${dropped} source(s) left out (${BW_UPSTREAM_EXCLUDE})")
       endif()
     endif()
-    set_property(TARGET ${t} PROPERTY BW_FAMILY "${BW_FAMILIES}")
+    set_property(TARGET ${t} PROPERTY BW_FAMILY "${upstream_families}")
     set_property(GLOBAL APPEND PROPERTY BW_EXTENSION_TARGETS ${t})
   endforeach()
   # prefix maps, -objtemp, no build-id, per-source -frandom-seed: on the upstream targets
-  blackwheel_reproducible_flags(TARGETS ${BW_UPSTREAM_TARGETS}
+  blackwheel_reproducible_flags(TARGETS ${BW_UPSTREAM_TARGETS} ${own_targets}
                                 PREFIX_MAPS "${BW_SOURCE_ROOT}=/blackwheel/sources")
   # upstream's Python, as upstream wrote it (patched), beside its extensions
   foreach(pkg IN LISTS BW_PRODUCT_UPSTREAM_PACKAGES)

@@ -4,10 +4,32 @@
 # plan (BLACKWHEEL_FA_HEAD_DIMS, BLACKWHEEL_FA_DIRECTIONS, BLACKWHEEL_FA_DTYPES). Every feature is
 # compiled in (dropout, ALiBi, softcap, sliding window, uneven head dims): no
 # FLASHATTENTION_DISABLE_*. Kernels from the patched sdist (patches 0001: stable
-# ABI, 0002: SM_120 tiles); our launcher csrc/flash_attn_2_cuda/flash_api.cu.
+# ABI, 0002: SM_120 tiles, 0004: paged KV with any page size); the one front end
+# csrc/flash_attn_2_cuda/fa2_launch.h, under the ops of the product's `frontend`:
+#   flash_attn_2_cuda (default): flash_api.cu, torch.ops.flash_attn_2_cuda (flash_attn product)
+#   vllm_fa2: vllm_fa2_api.cu, torch.ops._vllm_fa2_C, plus the Python module init of
+#             vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so (vllm product)
 function(blackwheel_family_flash_attn_2)
   set(FA "${BW_SRC_FLASH_ATTN}/csrc/flash_attn")
-  set(srcs "${BW_SRC_OWN}/flash_attn_2_cuda/flash_api.cu")
+  set(frontend "${BW_FLASH_ATTN_2_FRONTEND}")
+  if(NOT frontend)
+    set(frontend flash_attn_2_cuda)
+  endif()
+  set(py_includes)
+  if(frontend STREQUAL "flash_attn_2_cuda")
+    set(srcs "${BW_SRC_OWN}/flash_attn_2_cuda/flash_api.cu")
+  elseif(frontend STREQUAL "vllm_fa2")
+    set(srcs "${BW_SRC_OWN}/flash_attn_2_cuda/vllm_fa2_api.cu"
+             "${BW_SRC_OWN}/flash_attn_2_cuda/vllm_fa2_module.cpp")
+    if(NOT Python_INCLUDE_DIRS)
+      message(FATAL_ERROR "blackwheel: flash_attn_2 frontend vllm_fa2 needs Python's headers "
+                          "(Python_INCLUDE_DIRS; vLLM's CMake finds them with Development.Module)")
+    endif()
+    set(py_includes ${Python_INCLUDE_DIRS})
+  else()
+    message(FATAL_ERROR "blackwheel: flash_attn_2: unknown frontend '${frontend}' "
+                        "(products/<name>.toml [family.flash_attn_2] frontend: flash_attn_2_cuda or vllm_fa2)")
+  endif()
   set(kinds fwd fwd_split)
   set(backward 0)
   if("bwd" IN_LIST BW_FLASH_ATTN_2_DIRECTIONS)
@@ -33,7 +55,7 @@ function(blackwheel_family_flash_attn_2)
   list(JOIN BW_FLASH_ATTN_2_DIRECTIONS "," dirs)
   blackwheel_add_extension(FAMILY flash_attn_2
     SOURCES ${srcs}
-    INCLUDES "${FA}" "${FA}/src" "${BW_SRC_CUTLASS}/include"
+    INCLUDES "${FA}" "${FA}/src" "${BW_SRC_CUTLASS}/include" ${py_includes}
     DEFINES ${dim_defs} "BW_FA_HEAD_DIMS=\"${dims}\"" "BW_FA_DIRECTIONS=\"${dirs}\""
       BW_FA_BACKWARD=${backward}
     CUDA_FLAGS --use_fast_math

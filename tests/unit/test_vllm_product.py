@@ -31,7 +31,20 @@ def test_vllm_product_parses_as_upstream_cmake():
     assert up.subset(None).targets == up.targets and up.subset("").name == "complete"
     with pytest.raises(ConfigError, match="unknown subset 'tiny'.*reduced"):
         up.subset("tiny")
-    assert list(config.kernels) == ["vllm"] and config.kernels["vllm"].abi == "stable"
+    assert list(config.kernels) == ["vllm", "flash_attn_2"] and config.kernels["vllm"].abi == "stable"
+    fa2 = config.kernels["flash_attn_2"].extra     # blackwheel's own family (issue 19)
+    assert fa2["library"] == "vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so"
+    assert fa2["frontend"] == "vllm_fa2" and fa2["directions"] == ["fwd"]
+
+
+def test_fa2_family_plan_reduced_for_ci():
+    _, config = load_product("vllm", ROOT)
+    plan = make_plan(config, {"BLACKWHEEL_FA_HEAD_DIMS": "128", "BLACKWHEEL_FA_DTYPES": "bf16"})
+    fa2 = plan.family("flash_attn_2")
+    assert [str(a) for a in fa2.archs] == ["12.0a"]
+    assert fa2.options == {"head_dims": [128], "directions": ["fwd"], "dtypes": ["bf16"],
+                           "frontend": ["vllm_fa2"]}
+    assert plan.family("vllm") is not None
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -77,7 +90,8 @@ def test_arch_outside_the_family_is_refused():
 def _render(env, tmp_path, upstream_pyproject=None, reqs=("regex",)):
     product, config = load_product("vllm", ROOT)
     lock = load_lock(ROOT / "torch-lock.toml")
-    dirs = {"vllm": tmp_path / "vllm-tree", "cutlass": tmp_path / "cutlass-tree"}
+    dirs = {"vllm": tmp_path / "vllm-tree", "cutlass": tmp_path / "cutlass-tree",
+            "cutlass-library": tmp_path / "cutlass-library-tree"}
     files = render_upstream(product, config, lock, env, ROOT, ["scikit-build-core==1.1.2"],
                             tmp_path / "work", dirs, upstream_pyproject or {}, list(reqs))
     return tomllib.loads(files["pyproject.toml"])
@@ -95,7 +109,8 @@ def test_rendered_project_drives_upstream_cmake(tmp_path):
     sk = data["tool"]["scikit-build"]
     assert sk["cmake"]["source-dir"] == str(tmp_path / "work")
     assert sk["wheel"]["py-api"] == "cp311"           # spinloop/fs_io_C: the 3.11 limited API
-    assert sk["build"]["targets"] == list(load_product("vllm", ROOT)[0].upstream_cmake.targets)
+    assert sk["build"]["targets"] == [*load_product("vllm", ROOT)[0].upstream_cmake.targets,
+                                      "bw_flash_attn_2"]
     assert sk["install"]["components"][-1] == "blackwheel"
     d = sk["cmake"]["define"]
     assert d["CMAKE_PROJECT_vllm_extensions_INCLUDE"].endswith("cmake/UpstreamProduct.cmake")
@@ -110,7 +125,8 @@ def test_rendered_reduced_subset(tmp_path):
     product, _ = load_product("vllm", ROOT)
     assert subset_name(product, env) == "reduced"
     sk = _render(env, tmp_path)["tool"]["scikit-build"]
-    assert sk["build"]["targets"] == ["_moe_C_stable_libtorch", "cumem_allocator", "spinloop", "fs_io_C"]
+    assert sk["build"]["targets"] == ["_moe_C_stable_libtorch", "cumem_allocator", "spinloop", "fs_io_C",
+                                      "bw_flash_attn_2"]
     assert sk["cmake"]["define"]["BW_UPSTREAM_EXCLUDE"] == "csrc/moe/marlin_moe_wna16/"
     with pytest.raises(ConfigError, match="unknown subset"):
         _render({"BLACKWHEEL_VLLM_SUBSET": "nope"}, tmp_path)

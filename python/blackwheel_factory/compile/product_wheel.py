@@ -77,6 +77,11 @@ def _toml_str(v: str) -> str:
     return json.dumps(str(v))
 
 
+def own_family_targets(config: Config) -> list[str]:
+    """CMake targets of the families blackwheel compiles inside an upstream project."""
+    return [f"bw_{name}" for name, fam in config.kernels.items() if fam.extra.get("library")]
+
+
 def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapping[str, str],
                     root: Path, build_requires: list[str], work: Path, dirs: Mapping[str, Path],
                     upstream_pyproject: dict, requirements: list[str]) -> dict[str, str]:
@@ -116,7 +121,9 @@ def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapp
         "@DEPENDENCIES@": json.dumps(deps, indent=1),
         "@SCRIPTS@": "\n".join(scripts),
         "@SOURCE_DIR@": str(work).replace("\\", "/"),
-        "@TARGETS@": json.dumps(list(subset.targets)),
+        # vLLM's targets of the subset, and blackwheel's own families of the product (a
+        # [family.*] with a `library`, compiled by UpstreamProduct.cmake: bw_<family>)
+        "@TARGETS@": json.dumps([*subset.targets, *own_family_targets(config)]),
         "@COMPONENTS@": json.dumps([*subset.targets, "blackwheel"]),
         "@PY_API@": "cp" + product.requires_python.split(">=", 1)[1].split(",")[0].replace(".", "")
                     if ">=" in product.requires_python else "cp39",

@@ -245,7 +245,7 @@ _UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable"}
 _SUBSET_KEYS = {"targets", "exclude"}
 _FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
                 "available_head_dims", "directions", "available_directions", "dtypes",
-                "available_dtypes"}
+                "available_dtypes", "frontend"}
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,8 @@ def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None
             options["directions"] = _directions(env, fam)
         if "dtypes" in fam.extra:
             options["dtypes"] = _dtypes(env, fam)
+        if "frontend" in fam.extra:   # which ops the family's library registers (FlashAttn2.cmake)
+            options["frontend"] = [str(fam.extra["frontend"])]
         families.append(FamilyPlan(name, tuple(chosen), fam.abi, fam.sources, options))
     if not families:
         raise PlanError("nothing to build: no requested kernel set supports the requested archs "
