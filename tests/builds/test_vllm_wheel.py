@@ -45,8 +45,10 @@ def _factory(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
 def vllm_wheel(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("vllmwheel")
     src = _checkout_copy(root / "src")
+    # FA2 (issue 19): one head dim, one dtype: 4 kernel TUs (fwd, split-KV; causal or not)
     env = dict(os.environ, BLACKWHEEL_VLLM_SUBSET="reduced", BLACKWHEEL_ARCHS="12.0a",
-               BLACKWHEEL_COMPILER_CACHE="off")
+               BLACKWHEEL_COMPILER_CACHE="off", BLACKWHEEL_FA_HEAD_DIMS="128",
+               BLACKWHEEL_FA_DTYPES="bf16")
     env.pop("SOURCE_DATE_EPOCH", None)
     r = _factory("wheel", "vllm", "-w", str(root / "dist"), "--", "--no-build-isolation", "-v",
                  env=env, cwd=src)
@@ -83,12 +85,17 @@ def test_name_metadata_and_contents(vllm_wheel):
     for t in REDUCED:
         assert f"vllm/{t}.abi3.so" in names, t
     assert "vllm/_C_stable_libtorch.abi3.so" not in names        # not in the reduced subset
+    assert "vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so" in names    # blackwheel's FA2 (issue 19)
+    assert "vllm/vllm_flash_attn/flash_attn_interface.py" in names
     assert "vllm/entrypoints/llm.py" in names                    # upstream's Python
     assert "vllm/_runtime/guard.py" in names                     # the one runtime, copied
     assert "_bw_guard.check_installed" in init                   # patch 0005
     assert not any(n.startswith(("csrc/", "tests/", "docs/")) for n in names)
     assert record["archs"] == ["12.0a"] and record["abi"] == "stable"
     assert record["product"]["dist"] == "vllm"
+    fa2 = record["kernels"]["flash_attn_2"]
+    assert fa2["library"] == "_vllm_fa2_C.abi3.so" and fa2["head_dims"] == [128]
+    assert fa2["frontend"] == ["vllm_fa2"] and fa2["archs"] == ["12.0a"]
 
 
 def test_verify_abi_check_repair(vllm_wheel, tmp_path):
@@ -129,6 +136,28 @@ def test_imports_on_cpu_beside_the_locked_torch(vllm_site, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0.33.0" in r.stdout and "2.14.1" in r.stdout
     assert "_moe_C::moe_align_block_size(Tensor topk_ids" in r.stdout
+
+
+def test_vllm_flash_attn_fa2_imports_on_cpu(vllm_site, tmp_path):
+    """vLLM's own interface module finds _vllm_fa2_C (FA2_AVAILABLE) and its ops carry
+    the schema vLLM calls; the sparse entry points are registered and refuse by name."""
+    stub = _driver_stub(vllm_site / "vllm" / "_moe_C_stable_libtorch.abi3.so", tmp_path)
+    code = ("import torch\n"
+            "from vllm.vllm_flash_attn import flash_attn_varlen_func, is_fa_version_supported\n"
+            "from vllm.vllm_flash_attn import flash_attn_interface as fi\n"
+            "assert fi.FA2_AVAILABLE, fi.FA2_UNAVAILABLE_REASON\n"
+            "print(torch.ops._vllm_fa2_C.varlen_fwd.default._schema)\n"
+            "print(torch.ops._vllm_fa2_C.varlen_fwd_sparse.default._schema)\n")
+    r = run_cli(sys.executable, ["-c", code], pythonpath=vllm_site, cwd=tmp_path,
+                env={"LD_LIBRARY_PATH": str(stub)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("_vllm_fa2_C::varlen_fwd(Tensor q, Tensor k, Tensor v, Tensor(a!)? out, "
+            "Tensor cu_seqlens_q, Tensor cu_seqlens_k, Tensor? seqused_k, Tensor? leftpad_k, "
+            "Tensor? block_table, Tensor? alibi_slopes, int max_seqlen_q, int max_seqlen_k, "
+            "float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
+            "int window_size_left, int window_size_right, float softcap, bool return_softmax, "
+            "int num_splits, Generator? gen) -> (Tensor, Tensor)") in r.stdout
+    assert "_vllm_fa2_C::varlen_fwd_sparse(" in r.stdout
 
 
 def test_drifted_torch_is_refused_clearly(vllm_site, other_torch_venv, tmp_path):
