@@ -5,6 +5,8 @@
 #   archs:   BLACKWHEEL_ARCHS / TORCH_CUDA_ARCH_LIST (default 12.0a; also 12.0f, 12.1a, 9.0a)
 #   subset:  BLACKWHEEL_VLLM_SUBSET=reduced (CI) | core (no Hopper-only Machete/W4A8);
 #            unset: every target of products/vllm.toml
+#   FA2:     vllm/vllm_flash_attn/_vllm_fa2_C (products/vllm.toml [family.flash_attn_2]):
+#            BLACKWHEEL_FA_HEAD_DIMS=128 BLACKWHEEL_FA_DTYPES=bf16 for a reduced build
 #   jobs:    MAX_JOBS, NVCC_THREADS (default: from cores and free memory, 10 GiB per job)
 # Extra arguments go to `pip wheel` (e.g. --no-build-isolation).
 set -euo pipefail
