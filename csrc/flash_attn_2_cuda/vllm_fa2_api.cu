@@ -174,9 +174,12 @@ std::tuple<Tensor, Tensor> varlen_fwd(
 
   if (max_seqlen_q == 1 && !alibi_slopes.has_value()) is_causal = false;
   if (is_causal) window_size_right = 0;
-  // Decode with GQA: fold the query heads of a KV head into the sequence axis (upstream's
-  // seqlenq_ngroups_swapped), with strides instead of upstream's reshape copies of q/out.
-  const bool swapped = max_seqlen_q == 1 && num_heads_og > num_heads_k && window_size_left < 0 &&
+  // A decode-only batch (one query per sequence) runs in batch mode (no cu_seqlens_q), the
+  // layout the split-KV combine kernel writes. With GQA it also folds the query heads of a
+  // KV head into the sequence axis (upstream's seqlenq_ngroups_swapped), with strides
+  // instead of upstream's reshape copies of q and out.
+  const bool decode_batch = max_seqlen_q == 1 && total_q == batch_size;
+  const bool swapped = decode_batch && num_heads_og > num_heads_k && window_size_left < 0 &&
                        window_size_right < 0 && head_size % 8 == 0 && !alibi_slopes.has_value();
   const int64_t ngroups = num_heads_og / num_heads_k;
   const int64_t seqlen_q = swapped ? ngroups : max_seqlen_q;
@@ -206,7 +209,7 @@ std::tuple<Tensor, Tensor> varlen_fwd(
 
   FLASH_NAMESPACE::Flash_fwd_params params;
   set_params_fprop(params, batch_size, seqlen_q, max_seqlen_k, num_heads, num_heads_k, head_size,
-                   q, k, v, out, swapped ? nullptr : cu_seqlens_q.data_ptr(),
+                   q, k, v, out, decode_batch ? nullptr : cu_seqlens_q.data_ptr(),
                    cu_seqlens_k.data_ptr(), ptr_or_null(seqused_k), nullptr,
                    softmax_lse.data_ptr(), p_dropout, softmax_scale, window_size_left,
                    window_size_right, softcap, swapped, /*unpadded_lse=*/true);
@@ -230,10 +233,11 @@ std::tuple<Tensor, Tensor> varlen_fwd(
   } else {
     params.page_block_size = 1;
   }
-  // Split-KV: decode (the swapped layout) and every paged call, as vLLM's FA2 does:
-  // num_splits 0 = upstream's heuristic, 1 = one split.
+  // Split-KV (the split kernel: every paged call and decode): num_splits 0 = upstream's
+  // heuristic, 1 = one split. More than one split only for a decode-only batch: the combine
+  // kernel writes batch-mode layouts, not varlen ones (upstream splits only its swapped decode).
   int64_t n_splits = 1;
-  if (swapped || paged_kv) {
+  if (decode_batch) {
     n_splits = num_splits;
     if (n_splits < 1) {
       const int64_t block_n = splitkv_block_n(head_size);
