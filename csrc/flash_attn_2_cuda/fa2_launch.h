@@ -245,16 +245,17 @@ inline int64_t splitkv_block_n(int64_t head_size) {
 }
 
 // Paged KV: page (block) sizes the kernels take (patch 0004: any size; the front ends
-// accept vLLM's contract, multiples of 16). Appending K/V into the cache walks one
-// pointer per tile, so it needs pages that are multiples of kBlockN.
+// accept vLLM's contract, multiples of 16). The kernel's append of K/V into the cache walks
+// one pointer per tile, so it needs pages that are multiples of kBlockN (the Python front
+// end appends into smaller pages itself and calls without k_new, unless rotary is asked).
 inline void check_page_block_size(int64_t page_block_size, int64_t head_size, bool appends) {
   STD_TORCH_CHECK(page_block_size > 0 && page_block_size % 16 == 0,
                   "Paged KV cache block size must be a multiple of 16, got ", page_block_size);
   STD_TORCH_CHECK(!appends || page_block_size % splitkv_block_n(head_size) == 0,
-                  "flash_attn: appending k/v to a paged KV cache needs a block size that is a "
-                  "multiple of ", splitkv_block_n(head_size), " for head dim ", head_size,
-                  " (got ", page_block_size, "); append with vLLM's reshape_and_cache_flash or "
-                  "torch indexing, then call without k/v");
+                  "flash_attn: appending k/v with rotary_cos/rotary_sin to a paged KV cache needs "
+                  "a block size that is a multiple of ", splitkv_block_n(head_size), " for head dim ",
+                  head_size, " (got ", page_block_size, "); apply the rotary embedding to q and k "
+                  "first and append without rotary_cos/rotary_sin");
 }
 
 // Forward launch on the current stream of q's device, for the dtype of params.

@@ -488,9 +488,23 @@ def fwd_kvcache(q: Tensor, kcache: Tensor, vcache: Tensor, k_: Optional[Tensor],
     max_num_blocks_per_seq = block_table_.shape[1] if paged_kv else 0
     num_blocks = kcache.shape[0] if paged_kv else 0
     page_block_size = kcache.shape[1] if paged_kv else 1
-    if paged_kv:  # any multiple of 16 (patch 0004); appending needs whole tiles per page
+    if paged_kv:  # any multiple of 16 (patch 0004)
+        _paging.check_page_block_size(page_block_size, head_size_og, appends=False)
+    if (paged_kv and k_ is not None and rotary_cos_ is None and seqlens_k_ is not None
+            and _paging.tile_spans_pages(page_block_size, _decide.round_multiple(head_size_og, 8))):
+        # The kernel appends one pointer per kBlockN tile; pages a tile may cross get the
+        # new rows here (same rows, same cache), then attention over the longer cache.
+        _check(v_ is not None, "If key is supplied, value must also be passed in")
+        _check(k_.dtype == q.dtype and v_.dtype == q.dtype, "Key must have the same dtype as query")
+        _check(tuple(k_.shape) == (batch_size, k_.shape[1], kcache.shape[2], head_size_og)
+               and v_.shape == k_.shape, "k and v must be (batch_size, seqlen_new, num_heads_k, head_size)")
+        _check_int32(seqlens_k_, "seqlens_k", batch_size)
+        _paging.append_paged(kcache, vcache, k_, v_, block_table_, seqlens_k_)
+        seqlens_k_ = seqlens_k_ + k_.shape[1]
+        k_ = v_ = None
+    if paged_kv and k_ is not None:  # rotary: in the kernel, whole tiles per page
         _paging.check_page_block_size(page_block_size, _decide.round_multiple(head_size_og, 8),
-                                      appends=k_ is not None)
+                                      appends=True)
     seqlen_k = max_num_blocks_per_seq * page_block_size if paged_kv else kcache.shape[1]
     num_heads_k = kcache.shape[2]
     batch_size_c = batch_size if paged_kv else kcache.shape[0]

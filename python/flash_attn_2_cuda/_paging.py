@@ -20,17 +20,18 @@ PAGE_MULTIPLE = 16   # vLLM's FA2 contract: kernel block sizes MultipleOf(16)
 
 def check_page_block_size(page_block_size: int, head_size: int, appends: bool) -> None:
     """Raise RuntimeError (the message the C++ ops give) for a page size the kernels
-    do not take: not a positive multiple of 16, or, when new k/v are appended into
-    the cache, not a multiple of the split kernel's kBlockN."""
+    do not take: not a positive multiple of 16, or, when the kernel appends new k/v into
+    the cache (with rotary: other appends go through append_paged), not a multiple of the
+    split kernel's kBlockN."""
     if page_block_size <= 0 or page_block_size % PAGE_MULTIPLE:
         raise RuntimeError(f"Paged KV cache block size must be a multiple of {PAGE_MULTIPLE}, "
                            f"got {page_block_size}")
     block_n = splitkv_block_n(head_size)
     if appends and page_block_size % block_n:
         raise RuntimeError(
-            f"flash_attn: appending k/v to a paged KV cache needs a block size that is a multiple "
-            f"of {block_n} for head dim {head_size} (got {page_block_size}); append with vLLM's "
-            "reshape_and_cache_flash or torch indexing, then call without k/v")
+            f"flash_attn: appending k/v with rotary_cos/rotary_sin to a paged KV cache needs a block "
+            f"size that is a multiple of {block_n} for head dim {head_size} (got {page_block_size}); "
+            "apply the rotary embedding to q and k first and append without rotary_cos/rotary_sin")
 
 
 def tile_spans_pages(page_block_size: int, head_size: int) -> bool:
@@ -63,3 +64,18 @@ def tile_pages(block_table_row: Sequence[int], page_block_size: int, n_block: in
         if not pages or pages[-1] != p:
             pages.append(p)
     return pages
+
+
+def append_paged(k_cache, v_cache, k_new, v_new, block_table, cache_seqlens) -> None:
+    """Write k_new/v_new (batch, seqlen_new, heads_k, d) into a paged cache at rows
+    cache_seqlens[b] + i of each sequence, what the split kernel's Append_KV does inside
+    the kernel; used by flash_attn_with_kvcache(k=, v=) for pages that a kBlockN tile may
+    cross (the kernel's append walks one pointer per tile). Rows must lie within the
+    sequence's pages (block_table), as for the kernel."""
+    import torch
+    page_block_size = k_cache.shape[1]
+    pos = cache_seqlens.to(torch.int64)[:, None] + torch.arange(k_new.shape[1], device=k_new.device)
+    pages = torch.gather(block_table.to(torch.int64), 1, pos // page_block_size)
+    slots = pos % page_block_size
+    k_cache[pages, slots] = k_new
+    v_cache[pages, slots] = v_new

@@ -62,16 +62,38 @@ def test_kvcache_decode_paged(block_size, seqlen_q, num_splits):
         assert max_err(out[i], ref) < 2e-2, i
 
 
-def test_append_into_small_pages_is_refused_clearly():
+@pytest.mark.parametrize("block_size", [16, 48, 256])
+def test_kvcache_append_into_pages(block_size):
+    """k=/v= appended at cache_seqlens (in Python for pages a tile may cross, in the kernel
+    otherwise), then attention over the longer cache, against the reference."""
+    from flash_attn import flash_attn_with_kvcache
+    hq, hk, d, dtype = 8, 2, _dim(), torch.bfloat16
+    lens = [30, 200, 17]
+    kc, vc, table, ks, vs = paged_cache([n + 3 for n in lens], block_size, hk, d, dtype)
+    q = torch.randn(len(lens), 3, hq, d, device="cuda", dtype=dtype)
+    k_new = torch.randn(len(lens), 3, hk, d, device="cuda", dtype=dtype)
+    v_new = torch.randn_like(k_new)
+    seqlens = torch.tensor(lens, dtype=torch.int32, device="cuda")
+    out = flash_attn_with_kvcache(q, kc, vc, k=k_new, v=v_new, cache_seqlens=seqlens,
+                                  block_table=table, causal=True)
+    for i, n in enumerate(lens):
+        k_all = torch.cat([ks[i][:n], k_new[i]])
+        v_all = torch.cat([vs[i][:n], v_new[i]])
+        ref, _ = ref_one(q[i], k_all, v_all, causal=True)
+        assert max_err(out[i], ref) < 2e-2, i
+
+
+def test_rotary_append_into_small_pages_is_refused_clearly():
     from flash_attn import flash_attn_with_kvcache
     d, dtype = _dim(), torch.bfloat16
     kc, vc, table, _, _ = paged_cache([40, 40], 16, 2, d, dtype)
     q = torch.randn(2, 1, 2, d, device="cuda", dtype=dtype)
     k_new = torch.randn(2, 1, 2, d, device="cuda", dtype=dtype)
+    cos = torch.ones(64, d // 2, device="cuda", dtype=dtype)
     seqlens = torch.tensor([39, 39], dtype=torch.int32, device="cuda")
-    with pytest.raises(RuntimeError, match="appending k/v to a paged KV cache needs a block size"):
-        flash_attn_with_kvcache(q, kc, vc, k=k_new, v=k_new.clone(), cache_seqlens=seqlens,
-                                block_table=table)
+    with pytest.raises(RuntimeError, match="rotary_cos/rotary_sin to a paged KV cache needs a block size"):
+        flash_attn_with_kvcache(q, kc, vc, k=k_new, v=k_new.clone(), rotary_cos=cos,
+                                rotary_sin=cos.clone(), cache_seqlens=seqlens, block_table=table)
 
 
 def test_page_size_not_multiple_of_16_is_refused():

@@ -30,7 +30,7 @@ def test_append_needs_whole_tiles_per_page():
     P.check_page_block_size(128, 128, appends=True)
     P.check_page_block_size(64, 256, appends=True)
     for page, d, block_n in [(128, 64, 256), (64, 128, 128), (16, 192, 64)]:
-        with pytest.raises(RuntimeError, match=f"multiple of {block_n} for head dim {d}"):
+        with pytest.raises(RuntimeError, match=f"rotary.*multiple of {block_n} for head dim {d}"):
             P.check_page_block_size(page, d, appends=True)
 
 
@@ -97,3 +97,26 @@ def test_tile_pages_spans_and_skips_entries_past_the_sequence():
     # page 256 >= kBlockN: one page per tile (upstream's path)
     assert P.tile_pages(table, 256, 1, 128, 1000) == [7]
     assert P.tile_pages(table, 256, 2, 128, 1000) == [3]
+
+
+@pytest.mark.parametrize("page", [16, 48, 128])
+def test_append_paged_writes_the_rows_the_kernel_would(page):
+    heads, dim = 2, 64
+    seqlens = [0, 15, 16, 100]
+    cache, table, seqs = _paged_cache([s + 20 for s in seqlens], page, heads, dim)
+    k_cache, v_cache = cache.clone(), cache.clone()
+    g = torch.Generator().manual_seed(1)
+    k_new = torch.randn((len(seqlens), 5, heads, dim), generator=g)
+    v_new = torch.randn((len(seqlens), 5, heads, dim), generator=g)
+    before = cache.clone()
+    P.append_paged(k_cache, v_cache, k_new, v_new, table, torch.tensor(seqlens, dtype=torch.int32))
+    touched = torch.zeros(cache.shape[:2], dtype=torch.bool)
+    for b, s in enumerate(seqlens):
+        for i in range(5):
+            page_no, in_page = P.row_location(table[b].tolist(), page, s + i)
+            assert torch.equal(k_cache[page_no, in_page], k_new[b, i])
+            assert torch.equal(v_cache[page_no, in_page], v_new[b, i])
+            touched[page_no, in_page] = True
+    # nothing else moved (NaN-filled unused rows compare equal through isnan)
+    same = (k_cache == before) | (k_cache.isnan() & before.isnan())
+    assert same[~touched].all()
