@@ -77,5 +77,9 @@ function(blackwheel_upstream_finish)
     install(DIRECTORY "${BW_ROOT}/python/${pkg}" DESTINATION "." COMPONENT ${BW_INSTALL_COMPONENT}
             PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
   endforeach()
+  set(BW_RECORD_LIBRARIES)
+  foreach(t IN LISTS BW_UPSTREAM_TARGETS)
+    list(APPEND BW_RECORD_LIBRARIES "${t}.abi3.so")   # USE_SABI targets: <name>.abi3.so
+  endforeach()
   blackwheel_build_info()
 endfunction()
