@@ -155,7 +155,7 @@ def newest_torch_python(request) -> Path:
     if probe is None or probe.returncode != 0 or not probe.stdout.startswith(NEWEST_TORCH):
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
         r = subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={NEWEST_TORCH}", "numpy",
-                            "requests", "regex", "psutil", "pyzmq"],
+                            "requests", "packaging", "regex", "psutil", "pyzmq"],
                            capture_output=True, text=True, env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
         if r.returncode != 0:
             pytest.skip(f"cannot install torch=={NEWEST_TORCH}: {r.stderr[-600:]}")
