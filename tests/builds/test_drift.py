@@ -84,7 +84,7 @@ def test_stable_build_refuses_cpu_torch_but_not_by_version(tmp_path, other_torch
 
 
 def test_abi_check_lists_symbols_missing_from_other_torch(tiny_sos, other_torch_dir):
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(tiny_sos["classic"]),
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(tiny_sos["classic"]),
                                    "--torch-dir", str(other_torch_dir / "lib"), "--json"])
     assert res.returncode == 1, res.stdout + res.stderr
     report = json.loads(res.stdout)
@@ -99,28 +99,28 @@ def test_abi_check_lists_symbols_missing_from_other_torch(tiny_sos, other_torch_
 
 
 def test_abi_check_cuda_only_symbols_against_cpu_torch(tiny_sos, other_torch_dir, locked_torch_dir):
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(tiny_sos["classic_cuda"]),
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(tiny_sos["classic_cuda"]),
                                    "--torch-dir", str(other_torch_dir), "--json"])
     assert res.returncode == 1
     problems = json.loads(res.stdout)["files"][0]["problems"]
     got = {(p["problem"], p["demangled"] or p["name"], p["expected"]) for p in problems}
     assert ("unresolved", "c10::cuda::device_count()", "libc10_cuda.so") in got
     assert ("missing-library", "libc10_cuda.so", "libc10_cuda.so") in got
-    ok = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(tiny_sos["classic_cuda"]),
+    ok = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(tiny_sos["classic_cuda"]),
                                   "--torch-dir", str(locked_torch_dir)])
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
 def test_abi_check_same_so_resolves_against_locked_torch(tiny_sos, locked_torch_dir):
     """Control: the same .so is clean against the torch it was built with."""
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(tiny_sos["classic"]),
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(tiny_sos["classic"]),
                                    "--torch-dir", str(locked_torch_dir), "--abi", "classic"])
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 problem(s)" in res.stdout
 
 
 def test_lock_check_reports_each_difference(other_torch_venv):
-    res = run_cli(other_torch_venv, ["-m", "blackwheel", "lock", "--check"])
+    res = run_cli(other_torch_venv, ["-m", "blackwheel_factory", "lock", "--check"])
     assert res.returncode == 1
     for field in ("version: required 2.14.1+cu130, found 2.13.0+cpu", "git_version:",
                   "cuda: required CUDA 13.0, found CPU-only"):
@@ -132,4 +132,4 @@ def test_configure_check_names_no_build_isolation_fix(other_torch_venv):
     assert res.returncode == 1
     assert ("you built with --no-build-isolation against torch 2.13.0+cpu" in res.stderr)
     assert "pip install torch==2.14.1 --index-url https://download.pytorch.org/whl/cu130" in res.stderr
-    assert "python -m blackwheel lock" in res.stderr
+    assert "python -m blackwheel_factory lock" in res.stderr

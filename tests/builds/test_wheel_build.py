@@ -66,7 +66,7 @@ def _sha(p: Path) -> str:
 
 def _cli(*args, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
-    return subprocess.run([sys.executable, "-m", "blackwheel", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "blackwheel_factory", *args], capture_output=True,
                           text=True, env=env, **kw)
 
 

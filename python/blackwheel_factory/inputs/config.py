@@ -71,26 +71,8 @@ class Config:
         return self.root / "patches"
 
 
-@dataclass(frozen=True)
-class TorchLock:
-    version: str          # "2.14.1+cu130"
-    git_version: str
-    cuda: str | None      # "13.0", None for a CPU build
-    cxx11_abi: bool
-    stable_target: str    # "2.11"
-
-    @property
-    def public_version(self) -> str:
-        return self.version.split("+", 1)[0]
-
-    def as_dict(self) -> dict:
-        return {
-            "version": self.version,
-            "git_version": self.git_version,
-            "cuda": self.cuda,
-            "cxx11_abi": self.cxx11_abi,
-            "stable_target": self.stable_target,
-        }
+# the lock's data model is the runtime's (every build record holds one)
+from blackwheel_runtime.torch_lock import TorchLock  # noqa: E402,F401
 
 
 def _need(table: dict, key: str, typ, where: str):
