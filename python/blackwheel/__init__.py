@@ -9,14 +9,10 @@ loaded. No build tooling is imported: the factory is not part of this wheel.
 """
 from __future__ import annotations
 
-from pathlib import Path as _Path
-
+from blackwheel._installed import INFO as _INFO
 from blackwheel._runtime import guard as _guard
-from blackwheel._runtime import record as _record
 
 __all__ = ["build_info"]
-
-_INFO = _record.read(_Path(__file__).resolve().with_name(_record.RECORD_NAME), "blackwheel")
 
 # `python -m blackwheel doctor|info` must still run (and explain) when torch drifted.
 if _INFO is not None and not _guard.diagnostic_mode():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from blackwheel import _installed
 from blackwheel._runtime.archs import Arch, parse_arch, runnable
 
 # op -> kernel set
@@ -98,8 +99,7 @@ def resolve_target(info: dict | None, family: str, capability: tuple[int, int], 
 
 
 def _build_info() -> dict | None:
-    import blackwheel
-    return blackwheel.build_info()
+    return _installed.INFO
 
 
 def _device_facts(device: torch.device) -> tuple[tuple[int, int], str]:

@@ -37,7 +37,10 @@ def _checkout_copy(dest: Path) -> Path:
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         src = REPO / f
-        if src.is_file():
+        if src.is_symlink():              # python/<product>/_runtime -> ../blackwheel_runtime
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dest / f)
+        elif src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
     return dest
