@@ -17,7 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fixtures_abi import *  # noqa: E402,F401,F403  (fixtures)
-from fixtures_abi import PYTHON_DIR, REPO, run_cli, write_build_info  # noqa: E402
+from fixtures_abi import (FACTORY_MODULES, PYTHON_DIR, REPO, assert_drift_refusal,  # noqa: E402
+                          run_cli, write_build_info)
 
 pytestmark = pytest.mark.build
 
@@ -45,15 +46,15 @@ def test_without_guard_the_drift_is_a_bare_undefined_symbol(tiny_sos, other_torc
     assert "undefined symbol: _ZN3c105utils9unset_envEPKc" in res.stderr
 
 
-def _installed_layout(tmp_path):
-    """site/ as the wheel installs it, without a build record: blackwheel and, beside it,
-    blackwheel_factory (the guard reads the lock with it)."""
+def _installed_layout(tmp_path, package: str = "blackwheel"):
+    """site/ as the product's wheel installs it, without a build record: the package with
+    its own copy of the runtime (<package>/_runtime, the checkout's symlink followed) and
+    no build factory beside it."""
     site = tmp_path / "site"
-    pkg = site / "blackwheel"
-    shutil.copytree(PYTHON_DIR / "blackwheel", pkg,
+    pkg = site / package
+    shutil.copytree(PYTHON_DIR / package, pkg,
                     ignore=shutil.ignore_patterns("__pycache__", "_build_info.json"))
-    shutil.copytree(PYTHON_DIR / "blackwheel_factory", site / "blackwheel_factory",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    assert not (pkg / "_runtime").is_symlink() and (pkg / "_runtime" / "guard.py").is_file()
     return site, pkg
 
 
@@ -81,6 +82,41 @@ def test_stable_build_refuses_cpu_torch_but_not_by_version(tmp_path, other_torch
     assert res.returncode == 1
     assert "cuda: required CUDA 13.x, found CPU-only (no CUDA)" in res.stderr
     assert "version:" not in res.stderr
+
+
+@pytest.mark.parametrize("package,what", [("blackwheel", "blackwheel 0.1.0"),
+                                          ("flash_attn_2_cuda", "flash-attn 2.8.3.post2+cu130.sm120a")])
+def test_every_product_refuses_the_drift_with_the_same_error(tmp_path, other_torch_venv, locked,
+                                                            package, what):
+    """One guard for every product: the same record schema, the same refusal."""
+    site, pkg = _installed_layout(tmp_path, package)
+    path = write_build_info(pkg, "stable", locked)
+    if package != "blackwheel":
+        info = json.loads(path.read_text())
+        info["product"] = {"name": "flash-attn", "dist": "flash-attn",
+                           "version": "2.8.3.post2+cu130.sm120a"}
+        path.write_text(json.dumps(info))
+    res = run_cli(other_torch_venv, ["-c", f"import {package}"], pythonpath=site, cwd=tmp_path)
+    assert res.returncode == 1
+    assert_drift_refusal(res.stderr, what)
+    # and its doctor says the same, instead of raising
+    res = run_cli(other_torch_venv, ["-m", package, "doctor"], pythonpath=site, cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"[info] {what}: archs 12.0a ({package}/_build_info.json)" in res.stdout
+    assert "[fail] torch: torch 2.13.0+cpu" in res.stdout and "found CPU-only" in res.stdout
+
+
+def test_importing_the_kernel_pack_imports_no_factory_module(tmp_path, locked):
+    """With the locked torch, in a layout that has no factory to find."""
+    site, pkg = _installed_layout(tmp_path)
+    write_build_info(pkg, "stable", locked)
+    info = json.loads((pkg / "_build_info.json").read_text())
+    info["kernels"] = {}                           # nothing to load in this layout
+    (pkg / "_build_info.json").write_text(json.dumps(info))
+    res = run_cli(sys.executable, ["-c", "import blackwheel; " + FACTORY_MODULES],
+                  pythonpath=site, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
 
 
 def test_abi_check_lists_symbols_missing_from_other_torch(tiny_sos, other_torch_dir):

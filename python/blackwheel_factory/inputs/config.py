@@ -189,7 +189,7 @@ def parse_lock(text: str, path: Path | str = LOCK_NAME) -> TorchLock:
 def load_lock(path: Path | None = None) -> TorchLock:
     path = Path(path) if path else find_root() / LOCK_NAME
     if not path.is_file():
-        raise ConfigError(f"{path}: not found; write one with `python -m blackwheel lock`")
+        raise ConfigError(f"{path}: not found; write one with `python -m blackwheel_factory lock`")
     return parse_lock(path.read_text(), path)
 
 
@@ -201,7 +201,7 @@ def format_lock(lock: TorchLock) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     lines = [
-        "# Written by `python -m blackwheel lock`; checked by the build and at import.",
+        "# Written by `python -m blackwheel_factory lock`; checked by the build and at import.",
         "# The exact torch this project's extensions are compiled against.",
         f"version = {q(lock.version)}",
         f"git_version = {q(lock.git_version)}",
