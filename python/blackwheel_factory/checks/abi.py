@@ -645,4 +645,4 @@ if __name__ == "__main__":  # pragma: no cover - maintenance entry point
         print(f"wrote {write_vendored_policies()}")
         raise SystemExit(0)
     raise SystemExit("usage: python -m blackwheel_factory.checks.abi --write-policies "
-                     "(the check itself: python -m blackwheel abi-check)")
+                     "(the check itself: python -m blackwheel_factory abi-check)")

@@ -1,4 +1,4 @@
-"""`python -m blackwheel verify WHEEL`: what device code is in the wheel, and is it
+"""`python -m blackwheel_factory verify WHEEL`: what device code is in the wheel, and is it
 what was asked for and within the target's limits.
 
 Pure core:   cuobjdump text -> Cubin data (parse_listing, parse_res_usage)
