@@ -23,6 +23,7 @@ SCHEMA = 1
 PRODUCTS: dict[str, str] = {
     "blackwheel": "blackwheel",            # the kernel pack (pyproject.toml)
     "flash-attn": "flash_attn_2_cuda",     # products/flash-attn.toml
+    "vllm": "vllm",                        # products/vllm.toml (vllm/_build_info.json)
 }
 
 

@@ -77,7 +77,8 @@ def test_arch_outside_the_family_is_refused():
 def _render(env, tmp_path, upstream_pyproject=None, reqs=("regex",)):
     product, config = load_product("vllm", ROOT)
     lock = load_lock(ROOT / "torch-lock.toml")
-    dirs = {"vllm": tmp_path / "vllm-tree", "cutlass": tmp_path / "cutlass-tree"}
+    dirs = {"vllm": tmp_path / "vllm-tree", "cutlass": tmp_path / "cutlass-tree",
+            "cutlass-library": tmp_path / "cutlass-library-tree"}
     files = render_upstream(product, config, lock, env, ROOT, ["scikit-build-core==1.1.2"],
                             tmp_path / "work", dirs, upstream_pyproject or {}, list(reqs))
     return tomllib.loads(files["pyproject.toml"])
@@ -102,6 +103,7 @@ def test_rendered_project_drives_upstream_cmake(tmp_path):
     assert d["CMAKE_PROJECT_TOP_LEVEL_INCLUDES"].endswith("cmake/upstream/TopLevel.cmake")
     assert d["VLLM_CUTLASS_SRC_DIR"] == str(tmp_path / "cutlass-tree")     # {src:cutlass}
     assert d["CUTLASS_INCLUDE_DIR"] == str(tmp_path / "cutlass-tree") + "/include"
+    assert d["VLLM_PYTHON_PATH"] == str(tmp_path / "cutlass-library-tree")   # Machete generator
     assert d["BW_UPSTREAM_EXCLUDE"] == ""
 
 
