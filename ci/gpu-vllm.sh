@@ -130,7 +130,7 @@ tests)
       else echo 'no cuobjdump on this host: verify not run' > $W/res/verify.txt; fi
       rm -rf $W/vt && mkdir -p $W/vt && tar xzf $REPO/carry/vllm-tests.tar.gz -C $W/vt && cd $W/vt/vllm-tests
       t=\$(date +%s)
-      PYTHONPATH=$REPO/tests/upstream:\$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} timeout ${KT:-420} \
+      PYTHONPATH=$REPO/tests/upstream:\$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} BW_VLLM_SAMPLE_REPORT=$W/res/sample.txt timeout ${KT:-420} \
         python3 -m pytest -v -p vllm_sampling -p no:cacheprovider -rfE -n ${XD:-8} --timeout=${TT:-240} \
         --junitxml=$W/res/kernel-tests.xml $KT_FILES > $W/res/kernel-tests.txt 2>&1
       echo \"kernel tests rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/kernel-tests.txt
@@ -141,7 +141,7 @@ tests)
         grep -oE '(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) tests/[^:]+' $W/res/kernel-tests.txt | sort | uniq -c >> $W/res/kernel-summary.txt
       fi
       python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml >> $W/res/kernel-summary.txt 2>&1
-      grep -A14 'blackwheel sampling' $W/res/kernel-tests.txt >> $W/res/kernel-summary.txt
+      cat $W/res/sample.txt >> $W/res/kernel-summary.txt
       echo === TESTS DONE" > $W/tests.log 2>&1 < /dev/null &
   fi
   for i in $(seq 1 ${WAIT:-110}); do grep -q "^=== TESTS DONE" $W/tests.log 2>/dev/null && break; sleep 5; done

@@ -10,6 +10,9 @@ same sample is drawn on every run.
 
   pytest -p vllm_sampling tests/kernels/...        (rootdir: the sdist's test tree)
   BW_VLLM_PER_GROUP=8    cases kept per (file, function, dtype) group (0: keep all)
+  BW_VLLM_SAMPLE_REPORT  a file to write the per-file counts to (under pytest-xdist the
+                         workers sample, each the same way, and the terminal summary of
+                         the controlling process has no counts)
 Deselected cases are counted in the terminal summary (never reported as skips).
 """
 from __future__ import annotations
@@ -43,14 +46,20 @@ def pytest_collection_modifyitems(session, config, items):
     for i in items:
         per_file[i.path.name][0 if id(i) in keep_ids else 1] += 1
     items[:] = [i for i in items if id(i) in keep_ids]
-    config._bw_vllm_sample = (per_group, len(groups), dict(per_file))
+    config._bw_vllm_sample = _report(per_group, len(groups), per_file)
+    if os.environ.get("BW_VLLM_SAMPLE_REPORT"):
+        with open(os.environ["BW_VLLM_SAMPLE_REPORT"], "w") as f:
+            f.write("\n".join(config._bw_vllm_sample) + "\n")
+
+
+def _report(per_group: int, groups: int, per_file: dict) -> list[str]:
+    lines = [f"blackwheel sampling: <= {per_group} cases per (file, function, dtype) group, {groups} groups"]
+    for f, (kept, desel) in sorted(per_file.items()):
+        lines.append(f"  {f:<36} kept {kept:5d} of {kept + desel:5d}")
+    total = sum(k for k, _ in per_file.values()), sum(k + d for k, d in per_file.values())
+    return lines + [f"  {'total':<36} kept {total[0]:5d} of {total[1]:5d}"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    s = getattr(config, "_bw_vllm_sample", None)
-    if s:
-        n, g, per_file = s
-        terminalreporter.write_line(
-            f"blackwheel sampling: <= {n} cases per (file, function, dtype) group, {g} groups")
-        for f, (kept, desel) in sorted(per_file.items()):
-            terminalreporter.write_line(f"  {f:<36} kept {kept:5d} of {kept + desel:5d}")
+    for line in getattr(config, "_bw_vllm_sample", None) or []:
+        terminalreporter.write_line(line)
