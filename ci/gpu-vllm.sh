@@ -8,7 +8,8 @@
 #                                    (BLACKWHEEL_VLLM_SUBSET=core, MAX_JOBS=16, nice 19, every
 #                                    compile job measured), then installed --no-deps beside
 #                                    the host's torch with carry/vllm-deps/
-#   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 110: ~9 min)
+#   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
+#                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
 #   bash ci/gpu-vllm.sh tests        import; vLLM's own kernel tests (sampled:
 #                                    tests/upstream/vllm_sampling.py, BW_VLLM_PER_GROUP), per
 #                                    file passed/failed/skipped; tests/vllm_gpu (vllm.LLM vs HF
@@ -102,9 +103,13 @@ start)
   cat $W/host.txt; tail -3 $W/tools.log $W/deps.log 2>/dev/null
   ;&
 wait)
-  for i in $(seq 1 ${WAIT:-110}); do grep -q "^=== BUILD DONE" $W/build.log 2>/dev/null && break; sleep 5; done
+  for i in $(seq 1 ${WAIT:-105}); do grep -q "^=== BUILD DONE" $W/build.log 2>/dev/null && break; sleep 5; done
   tail -8 $W/build.log; progress; elapsed
   [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl | head -30
+  if grep -q "^=== BUILD DONE" $W/build.log 2>/dev/null && [ -n "${OUT:-}" ]; then   # the build's logs come back
+    [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl > $W/out/jobs-by-dir.txt 2>&1 && cp $W/jobs.jsonl $W/out/
+    tar czf $OUT/vllm-build.tgz -C $W build.log host.txt $(cd $W && ls out/build-*.log out/report-* out/jobs* 2>/dev/null)
+  fi
   ;;
 tests)
   if [ ! -f $W/tests-started ]; then
@@ -144,7 +149,7 @@ tests)
       cat $W/res/sample.txt >> $W/res/kernel-summary.txt
       echo === TESTS DONE" > $W/tests.log 2>&1 < /dev/null &
   fi
-  for i in $(seq 1 ${WAIT:-110}); do grep -q "^=== TESTS DONE" $W/tests.log 2>/dev/null && break; sleep 5; done
+  for i in $(seq 1 ${WAIT:-105}); do grep -q "^=== TESTS DONE" $W/tests.log 2>/dev/null && break; sleep 5; done
   cat $W/tests.log; cat $W/res/kernel-summary.txt 2>/dev/null | head -60
   grep -h "vLLM's attention backend\|passed\|failed\|skipped" $W/res/generate.txt 2>/dev/null | tail -8
   tail -3 $W/res/abi-check.txt $W/res/verify.txt 2>/dev/null; elapsed

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 def _file_of(case) -> str:
     """tests.kernels.core.test_layernorm[.TestX] -> test_layernorm.py (JUnit's classname)."""
-    parts = (case.get("classname") or "").split(".")
+    parts = (case.get("classname") or case.get("name") or "").split(".")   # a collection error: name only
     return next((p + ".py" for p in parts if p.startswith("test_")), parts[-1] or "?")
 
 
