@@ -17,7 +17,7 @@
 #                                    (call it again if it has not finished: it goes on waiting)
 # Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm --bundle ...),
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
-# (pyelftools, auditwheel). Knobs: MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
+# (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
 # workers, 8), KT (kernel tests' time limit, 420 s), TT (one test's limit, 240 s).
 set -u
 W=/tmp/bwv; REPO=$PWD
