@@ -59,7 +59,7 @@ def run_phase(name: str, cmd: list[str], env: dict[str, str], build_dir: Path, c
         logs = sorted(build_dir.glob("*/.ninja_log"), key=lambda q: q.stat().st_mtime)
         target = logs[-1].parent if logs else None
     if target is not None:
-        rep = subprocess.run([sys.executable, "-m", "blackwheel", "build-report", str(target),
+        rep = subprocess.run([sys.executable, "-m", "blackwheel_factory", "build-report", str(target),
                               "--json"], env=env, cwd=cwd, capture_output=True, text=True)
         if rep.returncode == 0:
             report = json.loads(rep.stdout)

@@ -19,8 +19,8 @@ if ! PYTHONUNBUFFERED=1 python -m pip wheel --no-deps -v . -w dist "$@" 2>&1 | t
   exit 1
 fi
 wheel=$(ls dist/blackwheel-*.whl)
-python -m blackwheel repair "$wheel" -w wheelhouse
+python -m blackwheel_factory repair "$wheel" -w wheelhouse
 repaired=$(ls -t wheelhouse/blackwheel-*.whl | head -1)
-python -m blackwheel verify "$repaired" --json wheelhouse/verify.json
-python -m blackwheel abi-check "$repaired"
+python -m blackwheel_factory verify "$repaired" --json wheelhouse/verify.json
+python -m blackwheel_factory abi-check "$repaired"
 sha256sum "$repaired"

@@ -2,7 +2,8 @@
 # Run on a GPU host after copying a wheel there (no network needed):
 #   bash ci/gpu-check.sh path/to/blackwheel-*.whl [OUTDIR]
 # Installs the wheel next to the host's torch (--no-deps: the host's torch is the
-# drift under test), then: info, doctor, abi-check against the host's torch, the
+# drift under test), then: info, doctor (the wheel's own runtime), abi-check (the
+# factory, from this checkout) against the host's torch, the
 # smoke table, the GPU tests and the kernel benchmarks. Everything lands in OUTDIR.
 set -uo pipefail
 wheel="$1"; out="${2:-gpu-check}"
@@ -22,7 +23,8 @@ run info.txt python3 -m blackwheel info
 run doctor.txt python3 -m blackwheel doctor
 for so in "$site"/blackwheel/_*.abi3.so; do
   # BLACKWHEEL_MANYLINUX: for a wheel built on this host (its glibc), not the project's policy
-  run abi-check.txt python3 -m blackwheel abi-check "$so" --abi stable ${BLACKWHEEL_MANYLINUX:+--policy "$BLACKWHEEL_MANYLINUX"}
+  # the factory is not in the wheel: it runs from this checkout
+  run abi-check.txt env PYTHONPATH="$PYTHONPATH:$repo/python" python3 -m blackwheel_factory abi-check "$so" --abi stable ${BLACKWHEEL_MANYLINUX:+--policy "$BLACKWHEEL_MANYLINUX"}
 done
 run smoke.txt python3 -m blackwheel smoke --json smoke.json
 run pytest-gpu.txt python3 -m pytest -q -p no:cacheprovider "$repo/tests/gpu"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build on a host without network (e.g. a many-core GPU host) from a source bundle
-# made elsewhere with `python -m blackwheel sources --bundle B.tar.gz`, against the
+# made elsewhere with `python -m blackwheel_factory sources --bundle B.tar.gz`, against the
 # host's own torch (re-locked in a scratch copy of this checkout) with
 # --no-build-isolation and the host's nvcc (BLACKWHEEL_NVCC, default system).
 #   bash ci/offline-build.sh B.tar.gz OUTDIR "KERNELS|ARCHS" ["KERNELS|ARCHS" ...]
@@ -20,7 +20,7 @@ mkdir -p "$BLACKWHEEL_CACHE" && tar xzf "$bundle" -C "$BLACKWHEEL_CACHE"
   | (cd "$repo" && while IFS= read -r f; do [ -f "$f" ] && printf '%s\n' "$f"; done) \
   | (cd "$repo" && tar cf - -T -) | (mkdir -p "$scratch/src" && cd "$scratch/src" && tar xf -)
 cd "$scratch/src"
-PYTHONPATH=python python3 -m blackwheel lock            # this host's torch becomes the lock
+PYTHONPATH=python python3 -m blackwheel_factory lock            # this host's torch becomes the lock
 # the post-link ABI check holds the binaries to this host's glibc, not the project's policy
 export BLACKWHEEL_MANYLINUX="${BLACKWHEEL_MANYLINUX:-$(python3 -c 'import platform; print("manylinux_" + platform.libc_ver()[1].replace(".", "_"))')}"
 for spec in "$@"; do
@@ -38,7 +38,7 @@ for spec in "$@"; do
     python3 -c 'import sys, os; t, w, c = sys.argv[1:4]; print(f"build {t:<28} {float(sys.argv[5]) - float(sys.argv[4]):7.1f} s  {os.path.getsize(w) / 1e6:6.1f} MB  {c} cores")' \
       "$tag" "$whl" "$(nproc)" "$start" "$end"
     mkdir -p "$out/wheels-$tag" && cp "$whl" "$out/wheels-$tag/"
-    PYTHONPATH=python python3 -m blackwheel build-report "$scratch/build-$tag" > "$out/report-$tag.txt" 2>&1 || true
+    PYTHONPATH=python python3 -m blackwheel_factory build-report "$scratch/build-$tag" > "$out/report-$tag.txt" 2>&1 || true
   else
     echo "build $tag FAILED: see $out/build-$tag.log"; tail -30 "$out/build-$tag.log"
   fi

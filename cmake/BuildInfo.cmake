@@ -24,8 +24,10 @@ function(blackwheel_build_info)
   string(JSON tc SET "${tc}" generator "\"${CMAKE_GENERATOR}\"")
   string(JSON flags SET "${flags}" toolchain "${tc}")
   file(WRITE "${CMAKE_BINARY_DIR}/flags.json" "${flags}")
+  # BW_RECORD_LIBRARIES: the extension files of an upstream-cmake product (UpstreamProduct.cmake)
+  string(REPLACE ";" "," libraries "${BW_RECORD_LIBRARIES}")
   blackwheel_python(plan --stage record --product "${BW_PRODUCT}" --build-dir "${CMAKE_BINARY_DIR}"
-                    --flags-json "${CMAKE_BINARY_DIR}/flags.json"
+                    --flags-json "${CMAKE_BINARY_DIR}/flags.json" "--libraries=${libraries}"
                     --out "${CMAKE_BINARY_DIR}/_build_info.json")
   if(BW_INSTALL_COMPONENT)
     install(FILES "${CMAKE_BINARY_DIR}/_build_info.json" DESTINATION "${BW_RECORD_PACKAGE}"

@@ -27,7 +27,7 @@
 #   After changing them, `sccache --stop-server` (the server keeps its first config).
 #   The stats of the cache before the build are written to
 #   ${CMAKE_BINARY_DIR}/blackwheel-cache-stats-before.json at configure time, so that
-#   `python -m blackwheel build-report` can show this build's hits and misses.
+#   `python -m blackwheel_factory build-report` can show this build's hits and misses.
 #
 # blackwheel_job_pools(<jobs> [LINK_JOBS <n>] [NVCC_THREADS <t>])
 #   Ninja job pools: at most <jobs> compiles (CUDA and C++) and <n> links (default 1)
@@ -158,7 +158,7 @@ function(blackwheel_compiler_cache)
   endif()
   set(BLACKWHEEL_COMPILER_CACHE_TOOL "${tool}" PARENT_SCOPE)
   set(BLACKWHEEL_COMPILER_CACHE_PATH "${program}" PARENT_SCOPE)
-  # For `python -m blackwheel build-report`, which reads CMakeCache.txt.
+  # For `python -m blackwheel_factory build-report`, which reads CMakeCache.txt.
   set(BLACKWHEEL_COMPILER_CACHE_PROGRAM "${program}" CACHE INTERNAL "compiler cache used (build-report)")
 endfunction()
 

@@ -30,6 +30,13 @@ foreach(pkg IN LISTS BW_PRODUCT_UPSTREAM_PACKAGES)
 endforeach()
 foreach(pkg IN LISTS BW_PRODUCT_OWN_PACKAGES)
   install(DIRECTORY "${BW_ROOT}/python/${pkg}" DESTINATION "."
-          PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
+          PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE
+          PATTERN "_runtime" EXCLUDE)     # a symlink in the checkout: installed below
 endforeach()
+# Every product carries its own copy of the runtime (record reader, arch rules,
+# torch-lock guard, doctor) as <record package>/_runtime, next to its build record:
+# python/blackwheel_runtime, copied at build time (in the checkout,
+# python/<package>/_runtime is a symlink to it). Never a build-tooling module.
+install(DIRECTORY "${BW_ROOT}/python/blackwheel_runtime/" DESTINATION "${BW_RECORD_PACKAGE}/_runtime"
+        FILES_MATCHING PATTERN "*.py" PATTERN "__pycache__" EXCLUDE)
 blackwheel_build_info()

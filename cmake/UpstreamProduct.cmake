@@ -96,5 +96,14 @@ function(blackwheel_upstream_finish)
     install(DIRECTORY "${BW_ROOT}/python/${pkg}" DESTINATION "." COMPONENT ${BW_INSTALL_COMPONENT}
             PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
   endforeach()
+  # the one runtime every product carries (record reader, arch rules, torch guard,
+  # doctor), next to the build record: <record package>/_runtime (patch 0005 calls it)
+  install(DIRECTORY "${BW_ROOT}/python/blackwheel_runtime/" DESTINATION "${BW_RECORD_PACKAGE}/_runtime"
+          COMPONENT ${BW_INSTALL_COMPONENT}
+          FILES_MATCHING PATTERN "*.py" PATTERN "__pycache__" EXCLUDE)
+  set(BW_RECORD_LIBRARIES)
+  foreach(t IN LISTS BW_UPSTREAM_TARGETS)
+    list(APPEND BW_RECORD_LIBRARIES "${t}.abi3.so")   # USE_SABI targets: <name>.abi3.so
+  endforeach()
   blackwheel_build_info()
 endfunction()

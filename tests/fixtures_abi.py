@@ -22,7 +22,22 @@ PYTHON_DIR = REPO / "python"
 OTHER_TORCH = "2.13.0"          # on this machine: /opt/wheels/torch-2.13.0+cpu-...whl
 
 __all__ = ["REPO", "PYTHON_DIR", "OTHER_TORCH", "locked_torch_dir", "tiny_sos", "other_torch_venv",
-           "compile_so", "run_cli", "write_build_info", "tiny_so_sources"]
+           "compile_so", "run_cli", "write_build_info", "tiny_so_sources", "assert_drift_refusal",
+           "FACTORY_MODULES"]
+
+# prints the factory modules an interpreter has imported (none, for runtime code)
+FACTORY_MODULES = "import sys; print(sorted(m for m in sys.modules if m.startswith('blackwheel_factory')))"
+
+
+def assert_drift_refusal(stderr: str, what: str) -> None:
+    """The one guard's refusal of torch 2.13.0+cpu by a stable-ABI CUDA 13 build, the
+    same for every product (only its name differs): installed, required, fix."""
+    assert "TorchMismatchError" in stderr and "undefined symbol" not in stderr, stderr[-3000:]
+    assert (f"{what} was built for torch>=2.11 built for CUDA 13.x, but the installed torch "
+            f"is torch 2.13.0+cpu") in stderr, stderr[-3000:]
+    assert "  - cuda: required CUDA 13.x, found CPU-only (no CUDA)" in stderr, stderr[-3000:]
+    assert ('Fix: pip install "torch>=2.11" --index-url https://download.pytorch.org/whl/cu130'
+            in stderr), stderr[-3000:]
 
 
 def _site_torch() -> Path:

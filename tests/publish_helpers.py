@@ -191,10 +191,10 @@ class PyPIServer:
 
 
 def run_cli(*argv: str, env: dict | None = None, timeout: float = 300.0) -> subprocess.CompletedProcess:
-    """`python -m blackwheel ARGV` from this checkout, in a clean environment."""
+    """`python -m blackwheel_factory ARGV` from this checkout, in a clean environment."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("TWINE_", "PIP_"))}
     e["PYTHONPATH"] = str(REPO / "python")
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "blackwheel", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "blackwheel_factory", *argv], capture_output=True, text=True,
                           env=e, cwd=REPO, timeout=timeout, stdin=subprocess.DEVNULL)
 

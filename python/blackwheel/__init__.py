@@ -3,20 +3,20 @@
 Importing the package first checks the running torch against the torch the
 extensions were built for (``_build_info.json``, written by the build) and
 refuses a drifted torch with an ImportError that names the fix, before any
-extension is loaded. In a source checkout (no build info) nothing is loaded.
+extension is loaded: the runtime's guard (``blackwheel._runtime``, the same code
+every product wheel carries). In a source checkout (no build record) nothing is
+loaded. No build tooling is imported: the factory is not part of this wheel.
 """
 from __future__ import annotations
 
-from blackwheel import _guard
-from blackwheel._guard import build_info as _build_info, check_torch as _check_torch
+from blackwheel._installed import INFO as _INFO
+from blackwheel._runtime import guard as _guard
 
 __all__ = ["build_info"]
 
-_INFO = _build_info()
-
 # `python -m blackwheel doctor|info` must still run (and explain) when torch drifted.
 if _INFO is not None and not _guard.diagnostic_mode():
-    _check_torch(_INFO)               # raises ImportError on drift; loads no extension
+    _guard.check_torch(_INFO)         # raises TorchMismatchError (ImportError); loads nothing
     from blackwheel import _loader
     _loader.load_extensions(_INFO)    # torch.ops.load_library for each built family
     from blackwheel import _fakes     # fake (meta) impls for torch.compile: need the schemas

@@ -32,7 +32,8 @@ def load_extensions(info: dict) -> dict[str, Path]:
         except OSError as e:
             raise ImportError(
                 f"blackwheel: cannot load {path.name} (kernel set '{family}') into torch "
-                f"{torch.__version__}: {e}\nRun `python -m blackwheel abi-check {path}` to see which "
+                f"{torch.__version__}: {e}\nRun `python -m blackwheel_factory abi-check {path}` (in a "
+                f"blackwheel checkout, PYTHONPATH=python) to see which "
                 f"symbols this torch lacks, and `python -m blackwheel doctor`.") from e
         _LOADED[family] = path
     return dict(_LOADED)

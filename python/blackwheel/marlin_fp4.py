@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from blackwheel._dispatch import _dtype, _op, _same_cuda_device, _tensor
+
 NVFP4_GROUP = 16
 MXFP4_GROUP = 32
 TILE = 16                  # GPTQ_MARLIN_TILE
@@ -285,10 +287,22 @@ def mxfp4_marlin_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n
     return mxfp4_process_scales(s)
 
 
+def gptq_marlin_repack(q: torch.Tensor, size_k: int, size_n: int) -> torch.Tensor:
+    """4-bit GPTQ-layout int32 [K // 8, N] -> Marlin layout int32 [K // 16, 2 * N]
+    (K % 16 == 0, N % 64 == 0). Used by blackwheel.marlin_fp4.prepare_*."""
+    _tensor(q, "q")
+    _dtype(q, "q", (torch.int32,))
+    if tuple(q.shape) != (size_k // 8, size_n) or size_k % 16 or size_n % 64:
+        raise ValueError(f"q must be int32 [K // 8, N] with K % 16 == 0 and N % 64 == 0; got {tuple(q.shape)} "
+                         f"for K={size_k}, N={size_n} (pad with blackwheel.marlin_fp4.padded_nk)")
+    device = _same_cuda_device("q", q)
+    op = _op("gptq_marlin_repack", device)
+    return op(q.contiguous(), size_k, size_n, 4, False)
+
+
 def _repack(packed: torch.Tensor, size_n: int, size_k: int, padded_n: int, padded_k: int) -> torch.Tensor:
-    from blackwheel import ops
     q = pad_gptq_qweight(to_gptq_layout(packed), size_n, size_k, padded_n, padded_k)
-    return ops.gptq_marlin_repack(q, padded_k, padded_n)
+    return gptq_marlin_repack(q, padded_k, padded_n)
 
 
 def prepare_nvfp4_weight(packed: torch.Tensor, block_scales: torch.Tensor, global_scale: torch.Tensor | float,

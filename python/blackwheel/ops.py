@@ -15,16 +15,37 @@ Kernel sets (``BLACKWHEEL_KERNELS``) and their ops:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from blackwheel_factory.plan.archs import Arch, parse_arch, runnable
+from blackwheel._dispatch import (  # noqa: F401  (KernelTarget ... are part of ops' API)
+    FAMILY_ARCHS,
+    FAMILY_LIMITS,
+    FAMILY_OF_OP,
+    KERNEL_SETS,
+    _DEVICES,
+    _READY,
+    KernelTarget,
+    KernelUnavailableError,
+    _build_info,
+    _device_facts,
+    _device_info,
+    _dtype,
+    _is_compiling,
+    _names,
+    _op,
+    _ready,
+    _same_cuda_device,
+    _tensor,
+    kernel_target,
+    resolve_target,
+)
 from blackwheel.marlin_fp4 import (
     ATOMIC_ADD_DEFAULT,
     FLOAT4_E2M1F_ID,
     MAX_BLOCKS_PER_SM,
     MarlinFP4Weight,
+    gptq_marlin_repack,
     make_workspace,
     should_use_atomic_add,
 )
@@ -32,27 +53,6 @@ from blackwheel.marlin_fp4 import (
 __all__ = ["scaled_mm", "scaled_fp4_quant", "cutlass_fp4_gemm", "marlin_fp4_gemm", "flash_attn_func",
            "KernelUnavailableError", "KernelTarget", "kernel_target", "resolve_target"]
 
-# op -> kernel set
-FAMILY_OF_OP = {
-    "cutlass_scaled_mm": "scaled_mm",
-    "cutlass_scaled_mm_supports_fp8": "scaled_mm",
-    "scaled_fp4_quant": "nvfp4",
-    "cutlass_scaled_fp4_mm": "nvfp4",
-    "marlin_gemm": "marlin_fp4",
-    "gptq_marlin_repack": "marlin_fp4",
-    "flash_attn_fwd": "flash_attn",
-}
-KERNEL_SETS = ("scaled_mm", "nvfp4", "marlin_fp4", "flash_attn")
-# The archs each kernel set's code can target: mirrors blackwheel.toml
-# [kernels.*].archs (tests/unit/test_ops.py checks they agree). Used only to
-# word the fix when a wheel has no code for the GPU.
-FAMILY_ARCHS = {
-    "scaled_mm": ("12.0a", "12.0f", "12.1a", "9.0a", "8.9"),
-    "nvfp4": ("12.0a", "12.0f", "12.1a"),
-    "marlin_fp4": ("12.0a", "12.0f", "12.1a", "9.0a", "8.9", "8.0"),
-    "flash_attn": ("12.0a", "12.0f", "12.1a", "9.0a", "8.9", "8.0"),
-}
-FAMILY_LIMITS = {"nvfp4": "SM_120 only"}
 # blackwheel.toml [kernels.flash_attn].head_dims, used when the build record has none
 DEFAULT_FA_HEAD_DIMS = (64, 128)
 
@@ -60,97 +60,11 @@ _FP16_BF16 = (torch.float16, torch.bfloat16)
 _FP8, _BF16, _FP16, _F32 = torch.float8_e4m3fn, torch.bfloat16, torch.float16, torch.float32
 
 
-class KernelUnavailableError(RuntimeError):
-    """The op's kernel set is not in this wheel, or has no code for this GPU."""
-
-
-# ---------------------------------------------------------------------------
-# which built target runs here
-# ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class KernelTarget:
-    family: str
-    arch: Arch
-    how: str             # "sass" or "ptx-jit"
-
-    def describe(self) -> str:
-        """'sm_90a SASS' or 'compute_80 PTX (JIT)'."""
-        if self.how == "sass":
-            return f"{self.arch.sm} SASS"
-        return f"{self.arch.compute} PTX (JIT)"
-
-
-def resolve_target(info: dict | None, family: str, capability: tuple[int, int], device_name: str) -> KernelTarget:
-    """The built target of ``family`` that a GPU of ``capability`` executes, from the
-    build record; KernelUnavailableError (naming the fix) when there is none. Pure."""
-    if family not in KERNEL_SETS:
-        raise ValueError(f"unknown kernel set {family!r}; known: {', '.join(KERNEL_SETS)}")
-    if info is None:
-        raise KernelUnavailableError(
-            "blackwheel has no built kernels here (no _build_info.json: a source checkout?); "
-            "install the wheel (pip install blackwheel) or build one (pip wheel . -w dist)")
-    kernels = info.get("kernels") or {}
-    if family not in kernels:
-        built = [f for f in KERNEL_SETS if f in kernels] + sorted(f for f in kernels if f not in KERNEL_SETS)
-        why = (info.get("skipped") or {}).get(family)
-        why = f"; skipped at build time: {why}" if why else ""
-        want = [f for f in KERNEL_SETS if f in kernels or f == family]
-        raise KernelUnavailableError(
-            f"kernel set '{family}' is not in this wheel (built: {', '.join(built) or 'none'}{why}); "
-            f"rebuild with BLACKWHEEL_KERNELS={','.join(want)}")
-    archs = [parse_arch(a) for a in kernels[family].get("archs") or []]
-    major, minor = capability
-    arch, how = runnable(archs, major, minor)
-    if arch is not None:
-        return KernelTarget(family, arch, how)
-    built = ", ".join(str(a) for a in archs) or "no arch"
-    # archs of this family that would run here, the most specific first (12.1a before 12.0f)
-    rank = {"a": 2, "f": 1, "": 0}
-    fits = sorted((a for a in FAMILY_ARCHS.get(family, ()) if parse_arch(a).runs_on(major, minor)),
-                  key=lambda a: (-parse_arch(a).number, -rank[parse_arch(a).suffix]))
-    if not fits:
-        hint = FAMILY_LIMITS.get(family) or f"its kernels run on {', '.join(FAMILY_ARCHS.get(family, ()))} only"
-    else:
-        now = ";".join(str(a) for a in archs)
-        hint = (f"rebuild with BLACKWHEEL_ARCHS including {' or '.join(fits)} "
-                f"(e.g. BLACKWHEEL_ARCHS='{now + ';' if now else ''}{fits[0]}')")
-    raise KernelUnavailableError(
-        f"{family} was built for {built}; this GPU is sm_{major}{minor} ({device_name}): {hint}")
-
-
-def _build_info() -> dict | None:
-    import blackwheel
-    return blackwheel.build_info()
-
-
-def _device_facts(device: torch.device) -> tuple[tuple[int, int], str]:
-    return tuple(torch.cuda.get_device_capability(device)), torch.cuda.get_device_name(device)
-
-
-def kernel_target(family: str, device: torch.device | str | int | None = None) -> KernelTarget:
-    """The built target of ``family`` that runs on ``device`` (default: the current
-    CUDA device); raises KernelUnavailableError otherwise. Not cached (the ops use
-    ``_ready``, which is)."""
-    if not torch.cuda.is_available():
-        raise KernelUnavailableError("no CUDA GPU is visible (torch.cuda.is_available() is False)")
-    dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
-    if isinstance(device, int):
-        dev = torch.device("cuda", device)
-    cap, name = _device_facts(dev)
-    return resolve_target(_build_info(), family, cap, name)
-
-
 # ---------------------------------------------------------------------------
 # the host path: what does not depend on the tensors is resolved once per device
+# (_dispatch: the op handles and device facts; here: the Marlin workspaces)
 # ---------------------------------------------------------------------------
 
-# (op, device index) -> the op's OpOverload, once its kernel set is known to be built
-# for that GPU and the op registered: the build record, the GPU's capability and name
-# and the arch strings are read once per device, on the first (eager) call
-_READY: dict[tuple[str, int], object] = {}
-# device index -> (major, minor, SM count)
-_DEVICES: dict[int, tuple[int, int, int]] = {}
 # Marlin workspaces (zeroed locks; Marlin resets them after each call, so calls ordered
 # on one stream share one; like vLLM's get_marlin_workspace, one per stream, so that
 # two streams never race on the locks): (device index, stream id) -> locks, and device
@@ -159,53 +73,8 @@ _WORKSPACES: dict[tuple[int, int], torch.Tensor] = {}
 _DEVICE_WORKSPACE: dict[int, torch.Tensor] = {}
 _FA_HEAD_DIMS: tuple[int, ...] | None = None
 
-_is_compiling = torch.compiler.is_compiling
-
-
-def _ready(name: str, device: torch.device):
-    """Eager only: the OpOverload of ``name`` after checking that it runs on ``device``
-    (KernelUnavailableError naming the fix otherwise); cached per (op, device)."""
-    op = _READY.get((name, device.index))
-    if op is not None:
-        return op
-    family = FAMILY_OF_OP[name]
-    kernel_target(family, device)
-    try:
-        op = getattr(torch.ops.blackwheel, name).default
-    except (AttributeError, RuntimeError):
-        info = _build_info() or {}
-        lib = (info.get("kernels", {}).get(family) or {}).get("library", f"_{family}.abi3.so")
-        raise KernelUnavailableError(
-            f"op blackwheel::{name} is not registered although this wheel lists kernel set '{family}': "
-            f"{lib} did not load; reinstall (pip install --force-reinstall blackwheel) and run "
-            f"python -m blackwheel doctor") from None
-    _READY[(name, device.index)] = op
-    return op
-
-
-def _device_info(device: torch.device) -> tuple[int, int, int] | None:
-    """(major, minor, SM count) of a CUDA device, cached by the first eager call; None
-    while tracing a device that never ran eagerly (callers then take the safe choice)."""
-    d = _DEVICES.get(device.index)
-    if d is None and not _is_compiling():
-        p = torch.cuda.get_device_properties(device)
-        d = _DEVICES[device.index] = (p.major, p.minor, p.multi_processor_count)
-    return d
-
-
 # while tracing a device that never ran eagerly: locks for up to 1024 SMs
 _TRACE_WORKSPACE_BLOCKS = 1024 * MAX_BLOCKS_PER_SM
-
-
-def _op(name: str, device: torch.device):
-    """The OpOverload of ``name``, after the (cached) check that it runs on ``device``."""
-    if device.type == "cuda" and not _is_compiling():
-        return _READY.get((name, device.index)) or _ready(name, device)
-    try:
-        return getattr(torch.ops.blackwheel, name).default
-    except (AttributeError, RuntimeError):
-        raise KernelUnavailableError(f"op blackwheel::{name} is not registered (no extension loaded: "
-                                     f"a source checkout?)") from None
 
 
 def reset_caches() -> None:
@@ -222,43 +91,9 @@ def reset_caches() -> None:
 # argument checks
 # ---------------------------------------------------------------------------
 
-def _names(dtypes) -> str:
-    return " or ".join(str(d) for d in dtypes)
-
-
-def _tensor(x, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    return x
-
-
-def _dtype(x: torch.Tensor, name: str, allowed, fix: str = "") -> None:
-    """``fix`` may name the argument as ``{name}`` (formatted only on error)."""
-    if x.dtype not in allowed:
-        fix = fix.replace("{name}", name)
-        raise TypeError(f"{name} must be {_names(allowed)}, got {x.dtype}" + (f"; {fix}" if fix else ""))
-
-
 def _out_dtype(out_dtype) -> None:
     if out_dtype not in _FP16_BF16:
         raise TypeError(f"out_dtype must be torch.bfloat16 or torch.float16, got {out_dtype}")
-
-
-def _same_cuda_device(*named) -> torch.device:
-    """``named``: name, tensor-or-None, name, tensor-or-None, ... (the first is a tensor).
-    Returns the one CUDA device of them all. Meta tensors are accepted too (shapes and
-    dtypes only: the ops' fake implementations run, no kernel)."""
-    first_name, first = named[0], named[1]
-    device = first.device
-    if device.type != "cuda" and device.type != "meta":
-        raise ValueError(f"{first_name} is on {device}; blackwheel ops run on a CUDA device "
-                         f"(move the inputs with .cuda())")
-    for i in range(2, len(named), 2):
-        t = named[i + 1]
-        if t is not None and t.device != device:
-            raise ValueError(f"{named[i]} is on {t.device} but {first_name} is on {device}; "
-                             f"put all inputs on one CUDA device")
-    return device
 
 
 def _aligned16(x: torch.Tensor, name: str) -> None:
@@ -469,19 +304,6 @@ def cutlass_fp4_gemm(a: torch.Tensor, b: torch.Tensor, a_sf: torch.Tensor, b_sf:
 # ---------------------------------------------------------------------------
 # FP4 Marlin (weight-only FP4, fp16/bf16 activations)
 # ---------------------------------------------------------------------------
-
-def gptq_marlin_repack(q: torch.Tensor, size_k: int, size_n: int) -> torch.Tensor:
-    """4-bit GPTQ-layout int32 [K // 8, N] -> Marlin layout int32 [K // 16, 2 * N]
-    (K % 16 == 0, N % 64 == 0). Used by blackwheel.marlin_fp4.prepare_*."""
-    _tensor(q, "q")
-    _dtype(q, "q", (torch.int32,))
-    if tuple(q.shape) != (size_k // 8, size_n) or size_k % 16 or size_n % 64:
-        raise ValueError(f"q must be int32 [K // 8, N] with K % 16 == 0 and N % 64 == 0; got {tuple(q.shape)} "
-                         f"for K={size_k}, N={size_n} (pad with blackwheel.marlin_fp4.padded_nk)")
-    device = _same_cuda_device("q", q)
-    op = _op("gptq_marlin_repack", device)
-    return op(q.contiguous(), size_k, size_n, 4, False)
-
 
 def _marlin_workspace(device: torch.device) -> torch.Tensor:
     """The Marlin workspace of the current stream on ``device`` (made on its first

@@ -1,3 +1,3 @@
 from blackwheel_factory.cli import main
 
-raise SystemExit(main(prog="python -m blackwheel_factory"))
+raise SystemExit(main())

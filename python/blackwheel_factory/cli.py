@@ -1,9 +1,11 @@
-"""`python -m blackwheel_factory COMMAND` (also `python -m blackwheel COMMAND` and the
-`blackwheel` console script): one entry point, one module per command.
+"""`python -m blackwheel_factory COMMAND` (from a checkout: PYTHONPATH=python; or the
+`blackwheel-factory` console script of python/pyproject.toml): one entry point, one
+module per command. The factory is never shipped in a product wheel; the runtime's
+`doctor` and `info` (blackwheel_runtime, which every product carries) are here too.
 
 Each command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules are imported only when their command runs, so build tooling works
-without torch and runtime commands do not drag in the build tooling.
+without torch.
 """
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ import sys
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("blackwheel.info", "show the build record of the installed wheel"),
-    "doctor": ("blackwheel.doctor", "check GPUs, torch and driver against what was built"),
-    "smoke": ("blackwheel.smoke", "run every op on this GPU against a plain-torch reference"),
+    "info": ("blackwheel_runtime.info", "show the build record of an installed product or of a wheel"),
+    "doctor": ("blackwheel_runtime.doctor", "check GPUs, torch and driver against every installed product"),
     "wheel": ("blackwheel_factory.compile.product_wheel", "build a products/<name>.toml wheel, e.g. flash-attn"),
     "plan": ("blackwheel_factory.plan.cmake_bridge", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
     "sources": ("blackwheel_factory.sources.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
@@ -30,10 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m blackwheel") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m blackwheel_factory") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=prog,
-                                     description="blackwheel: verified SM_120 kernel wheels")
+                                     description="blackwheel factory: build, check and publish verified SM_120 wheels")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_) in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)

@@ -9,25 +9,25 @@ CUDA 13 stable-ABI extension.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import torch
 
+from ._runtime import archs as _archs
+from ._runtime import record as _record
+
 _HERE = Path(__file__).resolve().parent
 _LIBRARY = _HERE / "_C.abi3.so"
-_BUILD_INFO = _HERE / "_build_info.json"
+_BUILD_INFO = _HERE / _record.RECORD_NAME
 _REBUILD = ("rebuild with `python -m blackwheel_factory wheel flash-attn` and "
             "BLACKWHEEL_ARCHS / BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS / BLACKWHEEL_FA_DTYPES")
 
 
 @functools.cache
 def build_info() -> dict:
-    """The build record written into the wheel (archs, head dims, directions, pins)."""
-    try:
-        return json.loads(_BUILD_INFO.read_text())
-    except FileNotFoundError:
-        return {}
+    """The build record written into the wheel (archs, head dims, directions, pins); {} in
+    a source checkout. Read by the runtime's reader, as every product's."""
+    return _record.read(_BUILD_INFO, "flash-attn") or {}
 
 
 def built_archs() -> list[str]:
@@ -39,18 +39,6 @@ def _family() -> dict:
     return next(iter((build_info().get("kernels") or {}).values()), {})
 
 
-def arch_runs_on(arch: str, major: int, minor: int) -> bool:
-    """Whether SASS built for `arch` (e.g. 12.0a, 12.0f, 9.0a, 8.0) runs on cc major.minor.
-
-    Arch-specific ('a') code runs only on that exact cc; family ('f') code on every
-    minor of the major at or above it; plain code on the same major at or above it."""
-    core = arch.rstrip("af")
-    a_major, a_minor = (int(x) for x in core.split("."))
-    if arch.endswith("a"):
-        return (major, minor) == (a_major, a_minor)
-    return major == a_major and minor >= a_minor
-
-
 @functools.cache
 def _ops():
     if not torch.cuda.is_available():
@@ -58,11 +46,7 @@ def _ops():
             "flash_attn: no CUDA GPU is visible (torch.cuda.is_available() is False). "
             "FlashAttention-2 runs on NVIDIA GPUs (sm_80 or newer); this wheel has kernels for "
             f"{', '.join(built_archs()) or 'unknown archs'}.")
-    if torch.version.cuda is None or not torch.version.cuda.startswith("13."):
-        raise RuntimeError(
-            f"flash_attn: this wheel needs a CUDA 13 build of torch >= 2.11; the running torch is "
-            f"{torch.__version__} (CUDA {torch.version.cuda}). "
-            "Fix: pip install 'torch>=2.11' --index-url https://download.pytorch.org/whl/cu130")
+    # the running torch was checked against the build record at import (the runtime's guard)
     torch.ops.load_library(str(_LIBRARY))
     return torch.ops.flash_attn_2_cuda
 
@@ -72,11 +56,11 @@ def _device_facts(index: int) -> tuple[int, int]:
     """(number of SMs, opt-in shared memory per block in bytes) of one GPU; checks its arch."""
     props = torch.cuda.get_device_properties(index)
     archs = built_archs()
-    if archs and not any(arch_runs_on(a, props.major, props.minor) for a in archs):
+    if archs and _archs.runnable(_archs.parse_arch_list(archs), props.major, props.minor)[0] is None:
         raise RuntimeError(
             f"flash_attn: GPU {index} ({props.name}, sm_{props.major}{props.minor}) is not among "
             f"the archs this wheel was built for ({', '.join(archs)}); {_REBUILD} "
-            f"(e.g. BLACKWHEEL_ARCHS='{props.major}.{props.minor}{'a' if props.major >= 9 else ''}').")
+            f"(e.g. BLACKWHEEL_ARCHS='{_archs.rebuild_hint(props.major, props.minor)}').")
     # The per-block opt-in limit is 1 KB below the per-SM capacity on sm_80..sm_120
     # (A100 163 KB, H100 227 KB, sm_86/89/120 99 KB = 101,376 B).
     return props.multi_processor_count, props.shared_memory_per_multiprocessor - 1024

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.build
 
 
 def abi_check(*args: str):
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", *map(str, args), "--json"])
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", *map(str, args), "--json"])
     assert res.returncode in (0, 1), res.stderr          # 2 = bad input
     return res, json.loads(res.stdout)
 
@@ -105,7 +105,7 @@ def test_wheel_uses_build_record_abi(tmp_path, tiny_sos, locked_torch_dir):
 def test_bad_input_exit_2_names_fix(tmp_path):
     junk = tmp_path / "junk.so"
     junk.write_bytes(b"\0" * 64)
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(junk)])
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(junk)])
     assert res.returncode == 2 and "not an ELF shared library" in res.stderr
-    res = run_cli(sys.executable, ["-m", "blackwheel", "abi-check", str(junk), "--torch-dir", str(tmp_path)])
+    res = run_cli(sys.executable, ["-m", "blackwheel_factory", "abi-check", str(junk), "--torch-dir", str(tmp_path)])
     assert res.returncode == 2 and "pass the torch package directory" in res.stderr

@@ -165,7 +165,7 @@ def test_second_clean_build_hits_the_cache(tmp_path, project, cuda_prefix):
         assert _objects(tmp_path / "b1") == _objects(tmp_path / "b2")
 
         # build-report sees this build's delta (configure-time snapshot vs now)
-        rep = subprocess.run([sys.executable, "-m", "blackwheel", "build-report",
+        rep = subprocess.run([sys.executable, "-m", "blackwheel_factory", "build-report",
                               str(tmp_path / "b2"), "--json"],
                              env={**server.env, "PYTHONPATH": str(ROOT / "python")},
                              capture_output=True, text=True, timeout=120)

@@ -22,6 +22,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_wheel_build import _checkout_copy  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures_abi import FACTORY_MODULES, assert_drift_refusal, other_torch_venv, run_cli  # noqa: E402,F401
+
 pytestmark = pytest.mark.build
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +60,10 @@ def test_name_metadata_and_contents(fa_wheel):
     assert "flash_attn/flash_attn_interface.py" in names            # upstream's Python
     assert "flash_attn_2_cuda/_C.abi3.so" in names                  # our extension
     assert "flash_attn_2_cuda/_build_info.json" in names
+    # runtime code only: the runtime's copy beside the record, no build factory
+    runtime = {f"flash_attn_2_cuda/_runtime/{p.name}" for p in (REPO / "python/blackwheel_runtime").glob("*.py")}
+    assert runtime == {n for n in names if n.startswith("flash_attn_2_cuda/_runtime/")}
+    assert not [n for n in names if "blackwheel_factory" in n or n.startswith(("blackwheel/", "blackwheel_runtime/"))]
     assert not any(n.startswith(("csrc/", "hopper/", "tests/")) for n in names)
 
 
@@ -103,3 +110,24 @@ for call in (lambda: flash_attn_func(q, q, q),
     assert r.returncode == 0, r.stdout + r.stderr
     errors = [l for l in r.stdout.splitlines() if l.startswith("ERR")]
     assert len(errors) == 2 and all("no CUDA GPU is visible" in e for e in errors), r.stdout
+
+
+def test_drift_is_refused_by_the_one_guard(fa_wheel, other_torch_venv, tmp_path):
+    """Installed with --no-deps beside torch 2.13.0+cpu: `import flash_attn` gives the same
+    refusal as every product (not upstream's "undefined symbol"), and doctor explains it."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--target", str(site), str(fa_wheel)], check=True)
+    r = run_cli(other_torch_venv, ["-c", "import flash_attn"], pythonpath=site, cwd=tmp_path)
+    assert r.returncode == 1
+    assert_drift_refusal(r.stderr, "flash-attn 2.8.3.post2+cu130.sm120a")
+    r = run_cli(other_torch_venv, ["-m", "flash_attn_2_cuda", "doctor"], pythonpath=site, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "[info] flash-attn 2.8.3.post2+cu130.sm120a: archs 12.0a" in r.stdout
+    assert "[fail] torch: torch 2.13.0+cpu" in r.stdout
+    # beside the locked torch: imports, no factory module, doctor accepts the torch
+    r = run_cli(sys.executable, ["-c", "import flash_attn; " + FACTORY_MODULES], pythonpath=site,
+                cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    r = run_cli(sys.executable, ["-m", "flash_attn_2_cuda", "doctor"], pythonpath=site, cwd=tmp_path)
+    assert "[  ok] torch: torch 2.14.1+cu130" in r.stdout, r.stdout + r.stderr

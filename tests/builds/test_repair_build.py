@@ -1,4 +1,4 @@
-"""`python -m blackwheel repair` on a tiny wheel whose .so needs libcudart.so.13."""
+"""`python -m blackwheel_factory repair` on a tiny wheel whose .so needs libcudart.so.13."""
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,6 @@
 """verify on real tiny compiles: a kernel .cu from tests/data compiled with the
 pinned nvcc, packed into a minimal wheel with a build record, checked through
-the CLI (`python -m blackwheel verify`).
+the CLI (`python -m blackwheel_factory verify`).
 
 The helpers here (nvcc_bin, compile_so, make_wheel, cli) are shared with
 test_repro_build.py and test_repair_build.py.
@@ -105,7 +105,7 @@ def make_wheel(outdir: Path, sos: dict[str, Path], info: dict | None,
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=PY)
     env.setdefault("CUOBJDUMP", str(nvcc_bin() / "cuobjdump"))
-    return subprocess.run([sys.executable, "-m", "blackwheel", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "blackwheel_factory", *args], capture_output=True,
                           text=True, env=env, cwd=cwd)
 
 

@@ -29,6 +29,9 @@ import pytest
 pytestmark = pytest.mark.build
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from fixtures_abi import (FACTORY_MODULES, assert_drift_refusal, other_torch_venv,  # noqa: E402,F401
+                          run_cli)
 
 
 def _checkout_copy(dest: Path) -> Path:
@@ -37,7 +40,10 @@ def _checkout_copy(dest: Path) -> Path:
                            capture_output=True, text=True, check=True).stdout.split()
     for f in files:
         src = REPO / f
-        if src.is_file():
+        if src.is_symlink():              # python/<product>/_runtime -> ../blackwheel_runtime
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dest / f)
+        elif src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
     return dest
@@ -66,7 +72,7 @@ def _sha(p: Path) -> str:
 
 def _cli(*args, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "python"))
-    return subprocess.run([sys.executable, "-m", "blackwheel", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "blackwheel_factory", *args], capture_output=True,
                           text=True, env=env, **kw)
 
 
@@ -219,6 +225,43 @@ print("fakes: ok")
     assert "gptq_marlin_repack(Tensor b_q_weight" in r.stdout
     assert "refused:" in r.stdout and "CUDA" in r.stdout
     assert "fakes: ok" in r.stdout
+
+
+RUNTIME_FILES = {f"blackwheel/_runtime/{p.name}" for p in (REPO / "python/blackwheel_runtime").glob("*.py")}
+
+
+def test_the_wheel_carries_the_runtime_and_no_factory(two_builds):
+    with zipfile.ZipFile(two_builds[0]) as z:
+        names = z.namelist()
+        sizes = {i.filename: i.compress_size for i in z.infolist()}
+    assert not [n for n in names if n.startswith("blackwheel_factory") or "/blackwheel_factory/" in n]
+    assert {n.split("/")[0] for n in names} == {"blackwheel", "blackwheel-0.1.0+cu130.sm120a.dist-info"}
+    assert RUNTIME_FILES <= set(names) and len(names) == len(set(names))
+    runtime = [n for n in names if n.startswith("blackwheel/_runtime/")]
+    assert sorted(runtime) == sorted(RUNTIME_FILES)      # the runtime's modules, nothing else
+    print(f"runtime copy: {len(runtime)} files, {sum(sizes[n] for n in runtime):,} B compressed; "
+          f"wheel {two_builds[0].stat().st_size:,} B")
+
+
+def test_installed_with_no_deps_the_one_guard_checks_it(two_builds, other_torch_venv, tmp_path):
+    """--no-deps beside the locked torch: imports without any factory module, doctor
+    reads its record; beside torch 2.13.0+cpu: the one guard's refusal."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--target", str(site), str(two_builds[0])], check=True)
+    r = run_cli(sys.executable, ["-c", "import blackwheel; " + FACTORY_MODULES], pythonpath=site,
+                cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    r = run_cli(sys.executable, ["-m", "blackwheel", "doctor"], pythonpath=site, cwd=tmp_path)
+    assert "[info] blackwheel 0.1.0+cu130.sm120a: archs 12.0a (blackwheel/_build_info.json)" in r.stdout, \
+        r.stdout + r.stderr
+    assert "[  ok] torch: torch 2.14.1+cu130" in r.stdout
+    r = run_cli(sys.executable, ["-m", "blackwheel", "verify", str(two_builds[0])], pythonpath=site,
+                cwd=tmp_path)
+    assert r.returncode == 2 and "python -m blackwheel_factory verify" in r.stderr
+    r = run_cli(other_torch_venv, ["-c", "import blackwheel"], pythonpath=site, cwd=tmp_path)
+    assert r.returncode == 1
+    assert_drift_refusal(r.stderr, "blackwheel 0.1.0+cu130.sm120a")
 
 
 def test_verify_refuses_a_wheel_without_sm120_sass(tmp_path):

@@ -1,4 +1,5 @@
-"""Runtime guard: build record reading, refusal messages, cheap import."""
+"""The runtime's guard (blackwheel_runtime.guard, the copy every product wheel carries):
+build record reading, refusal messages, cheap import."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from blackwheel import _guard as G
-from blackwheel_factory.inputs.lock import TorchFacts
+from blackwheel_runtime import guard as G
+from blackwheel_runtime import record as R
+from blackwheel_runtime.torch_lock import TorchFacts
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = {"version": "2.14.1+cu130", "git_version": "5c4886908584029761b579af026dcfb627c84070",
@@ -22,7 +24,7 @@ def info(abi: str) -> dict:
 
 
 def test_build_info_absent_is_none(tmp_path):
-    assert G.build_info(tmp_path / "_build_info.json") is None
+    assert R.read(tmp_path / "_build_info.json") is None
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"schema": 1}'])
@@ -30,7 +32,7 @@ def test_corrupt_build_info_names_fix(tmp_path, text):
     p = tmp_path / "_build_info.json"
     p.write_text(text)
     with pytest.raises(ImportError, match="reinstall blackwheel"):
-        G.build_info(p)
+        R.read(p)
 
 
 def test_matching_torch_passes():
@@ -79,12 +81,21 @@ def test_check_torch_uses_the_running_torch(monkeypatch):
 
 
 def test_guard_import_is_cheap():
-    """Importing the guard (and blackwheel in a checkout) does not import torch."""
+    """Importing the guard (and blackwheel in a checkout) imports neither torch nor the factory."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "python")}
-    code = "import sys, blackwheel._guard, blackwheel; print('torch' in sys.modules)"
+    code = ("import sys, blackwheel._runtime.guard, blackwheel\n"
+            "print('torch' in sys.modules, any(m.startswith('blackwheel_factory') for m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == "False"
+    assert res.stdout.strip() == "False False"
+
+
+def test_the_refusal_names_the_product_from_its_record():
+    rec = {**info("stable"), "product": {"dist": "flash-attn", "version": "2.8.3.post2+cu130.sm120a"}}
+    with pytest.raises(G.TorchMismatchError) as e:
+        G.check_torch(rec, facts=TorchFacts("2.13.0+cpu", "x", None, True))
+    assert str(e.value).startswith("flash-attn 2.8.3.post2+cu130.sm120a was built for torch>=2.11 "
+                                   "built for CUDA 13.x, but the installed torch is torch 2.13.0+cpu")
 
 
 @pytest.mark.parametrize("argv,env,expected", [

@@ -1,4 +1,5 @@
-"""doctor and info: pure diagnosis over build record, torch facts, GPUs, driver."""
+"""doctor and info (blackwheel_runtime, shared by every product): pure diagnosis over
+build records, torch facts, GPUs, driver."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +7,9 @@ import json
 
 import pytest
 
-from blackwheel import doctor as D
-from blackwheel import info as I
-from blackwheel_factory.inputs.lock import TorchFacts
+from blackwheel_runtime import doctor as D
+from blackwheel_runtime import info as I
+from blackwheel_runtime.torch_lock import TorchFacts
 
 LOCK = {"version": "2.14.1+cu130", "git_version": "5c4886908584029761b579af026dcfb627c84070",
         "cuda": "13.0", "cxx11_abi": True, "stable_target": "2.11"}
@@ -80,7 +81,7 @@ def test_doctor_runs_here_without_gpu(tmp_path, capsys):
     pytest.importorskip("torch")
     p = tmp_path / "_build_info.json"
     p.write_text(json.dumps(INFO))
-    rc = D.run(argparse.Namespace(json=True, path=p))
+    rc = D.run(argparse.Namespace(json=True, path=p, product=None))
     out = json.loads(capsys.readouterr().out)
     texts = [x["text"] for x in out]
     assert any(t.startswith("torch: ") for t in texts)
@@ -94,10 +95,11 @@ def test_info_format_and_json(tmp_path, capsys):
     assert "scaled_mm" in text and "nvfp4        skipped:" in text
     p = tmp_path / "_build_info.json"
     p.write_text(json.dumps(INFO))
-    assert I.run(argparse.Namespace(json=True, path=p)) == 0
+    assert I.run(argparse.Namespace(json=True, path=p, wheel=None, product=None)) == 0
     assert json.loads(capsys.readouterr().out) == INFO
 
 
 def test_info_without_record_names_fix(tmp_path, capsys):
-    assert I.run(argparse.Namespace(json=False, path=tmp_path / "_build_info.json")) == 1
+    assert I.run(argparse.Namespace(json=False, path=tmp_path / "_build_info.json", wheel=None,
+                                    product=None)) == 1
     assert "source checkout" in capsys.readouterr().err

@@ -107,7 +107,7 @@ def test_build_message_no_isolation_names_both_and_fixes():
     assert "you built with --no-build-isolation against torch 2.13.0+cpu" in msg
     assert "2.14.1+cu130" in msg
     assert L.pip_fix(LOCK) in msg
-    assert "run `python -m blackwheel lock` to re-lock" in msg
+    assert "run `python -m blackwheel_factory lock` to re-lock" in msg
 
 
 def test_build_message_isolated_wrong_index():

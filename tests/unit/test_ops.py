@@ -96,8 +96,9 @@ def test_every_op_belongs_to_a_known_family():
 
 def test_kernel_target_wiring(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(ops, "_device_facts", lambda dev: ((9, 0), "NVIDIA H100"))
-    monkeypatch.setattr(ops, "_build_info", lambda: _info(nvfp4=["12.0a"], scaled_mm=["9.0a", "12.0a"]))
+    from blackwheel import _dispatch
+    monkeypatch.setattr(_dispatch, "_device_facts", lambda dev: ((9, 0), "NVIDIA H100"))
+    monkeypatch.setattr(_dispatch, "_build_info", lambda: _info(nvfp4=["12.0a"], scaled_mm=["9.0a", "12.0a"]))
     assert ops.kernel_target("scaled_mm", "cuda:0").describe() == "sm_90a SASS"
     with pytest.raises(RuntimeError, match="SM_120 only"):
         ops.kernel_target("nvfp4", "cuda:0")

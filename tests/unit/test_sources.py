@@ -341,7 +341,7 @@ def test_concurrent_builds_sharing_a_cache_agree(tmp_path):
 
 
 def test_sources_command_reports_the_edited_file(tmp_path, monkeypatch):
-    """`python -m blackwheel sources`, offline, the same prepare() a build calls."""
+    """`python -m blackwheel_factory sources`, offline, the same prepare() a build calls."""
     import os
     import subprocess
     import sys

@@ -117,6 +117,7 @@ def test_rendered_project_drives_upstream_cmake(tmp_path):
     assert d["CMAKE_PROJECT_TOP_LEVEL_INCLUDES"].endswith("cmake/upstream/TopLevel.cmake")
     assert d["VLLM_CUTLASS_SRC_DIR"] == str(tmp_path / "cutlass-tree")     # {src:cutlass}
     assert d["CUTLASS_INCLUDE_DIR"] == str(tmp_path / "cutlass-tree") + "/include"
+    assert d["VLLM_PYTHON_PATH"] == str(tmp_path / "cutlass-library-tree")   # Machete generator
     assert d["BW_UPSTREAM_EXCLUDE"] == ""
 
 

@@ -38,6 +38,15 @@ def _key(item) -> str:
     return hashlib.sha256(item.nodeid.encode()).hexdigest()
 
 
+def hashed_sample(groups: dict, per_group: int) -> list:
+    """The first `per_group` items of every group in the order of a fixed hash of the
+    test id: the same sample on every run (also used by vllm_sampling.py)."""
+    keep = []
+    for members in groups.values():
+        keep += sorted(members, key=_key)[:per_group]
+    return keep
+
+
 def pytest_collection_modifyitems(session, config, items):
     per_group = int(os.environ.get("BW_UPSTREAM_PER_GROUP", "12"))
     tiles = _built_tiles()
@@ -50,9 +59,7 @@ def pytest_collection_modifyitems(session, config, items):
             not_built.append(item)
             continue
         groups[(item.originalname, d, str(params.get("dtype")))].append(item)
-    keep = []
-    for members in groups.values():
-        keep += sorted(members, key=_key)[:per_group]
+    keep = hashed_sample(groups, per_group)
     keep_ids = {id(i) for i in keep}
     deselected = [i for i in items if id(i) not in keep_ids]
     config.hook.pytest_deselected(items=deselected)

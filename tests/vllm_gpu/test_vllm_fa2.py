@@ -12,6 +12,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flash_attn_gpu"))
 from paged_reference import max_err, paged_cache, ref_varlen  # noqa: E402
 
+
+
+@pytest.fixture(autouse=True)
+def _fa2_built():
+    """The wheel's FA2 (products/vllm.toml [family.flash_attn_2]) must be there."""
+    from vllm.vllm_flash_attn import flash_attn_interface as fi
+    if not fi.FA2_AVAILABLE:
+        pytest.fail(f"vllm_flash_attn has no FA2 (_vllm_fa2_C): {fi.FA2_UNAVAILABLE_REASON}")
+
+
 BLOCK_SIZES = [16, 32, 64, 128, 256]
 SEQLENS_K = [1, 17, 130, 700, 1029, 4100]
 CASES = [  # (causal, window, softcap)

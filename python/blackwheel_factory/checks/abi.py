@@ -545,8 +545,9 @@ def iter_inputs(target: Path, abi: str) -> list[tuple[str, bytes, str]]:
             info_name = next((n for n in names if n.endswith("/_build_info.json")), None)
             if info_name:
                 info = json.loads(zf.read(info_name))
-                kinds = {k.get("library"): k.get("abi", "classic")
-                         for k in info.get("kernels", {}).values() if isinstance(k, dict)}
+                kinds = {lib: k.get("abi", "classic")
+                         for k in info.get("kernels", {}).values() if isinstance(k, dict)
+                         for lib in (k.get("libraries") or [k.get("library")])}
             sos = [n for n in names if re.search(r"\.so(\.\d+)*$", n)]
             if not sos:
                 raise AbiError(f"{target}: the wheel holds no shared library")
@@ -559,7 +560,8 @@ def iter_inputs(target: Path, abi: str) -> list[tuple[str, bytes, str]]:
         if info.is_file():
             data = json.loads(info.read_text())
             kind = next((k.get("abi", "classic") for k in data.get("kernels", {}).values()
-                         if isinstance(k, dict) and k.get("library") == target.name), "classic")
+                         if isinstance(k, dict)
+                         and target.name in (k.get("libraries") or [k.get("library")])), "classic")
     return [(str(target), target.read_bytes(), kind)]
 
 
@@ -643,4 +645,4 @@ if __name__ == "__main__":  # pragma: no cover - maintenance entry point
         print(f"wrote {write_vendored_policies()}")
         raise SystemExit(0)
     raise SystemExit("usage: python -m blackwheel_factory.checks.abi --write-policies "
-                     "(the check itself: python -m blackwheel abi-check)")
+                     "(the check itself: python -m blackwheel_factory abi-check)")

@@ -1,4 +1,4 @@
-"""`python -m blackwheel verify WHEEL`: what device code is in the wheel, and is it
+"""`python -m blackwheel_factory verify WHEEL`: what device code is in the wheel, and is it
 what was asked for and within the target's limits.
 
 Pure core:   cuobjdump text -> Cubin data (parse_listing, parse_res_usage)
@@ -467,17 +467,21 @@ def libraries_from_record(info: dict | None, so_names: list[str], cubins: dict,
         if not isinstance(k, dict) or "library" not in k:
             raise VerifyError(f"_build_info.json: kernels.{fam} has no 'library'; "
                               f"the build must record which .so holds each family")
-        so = k["library"]
         fam_override = override
         if override is not None and supported and fam in supported:
             ok = {parse_arch(a).base for a in supported[fam]}
             fam_override = [a for a in override if parse_arch(a).base in ok]
         req = requested_for(list(k.get("archs") or info.get("archs") or []), fam_override)
-        if so in cubins:
-            claimed.add(so)
-            libs.append(Library(fam, so, req, tuple(cubins[so])))
-        else:
-            libs.append(Library(fam, so, req, (), present=False))
+        # an upstream-cmake product's family spans several libraries; host-only ones
+        # (no cubins: vLLM's spinloop, fs_io_C, cumem_allocator) have nothing to check
+        many = k.get("libraries")
+        for so in (many or [k["library"]]):
+            if so in cubins:
+                claimed.add(so)
+                if cubins[so] or not many:
+                    libs.append(Library(fam, so, req, tuple(cubins[so])))
+            else:
+                libs.append(Library(fam, so, req, (), present=False))
     default = list((info or {}).get("archs") or [])
     for so in sorted(so_names):
         if so in claimed or not cubins.get(so):

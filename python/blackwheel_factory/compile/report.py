@@ -1,4 +1,4 @@
-"""`python -m blackwheel build-report [BUILD_DIR] [--json]`: what the last build did.
+"""`python -m blackwheel_factory build-report [BUILD_DIR] [--json]`: what the last build did.
 
 From ninja's log (``BUILD_DIR/.ninja_log``, formats v5, v6, v7): wall time, the
 slowest translation units, how many steps ran; from the compiler cache (sccache or

@@ -71,26 +71,8 @@ class Config:
         return self.root / "patches"
 
 
-@dataclass(frozen=True)
-class TorchLock:
-    version: str          # "2.14.1+cu130"
-    git_version: str
-    cuda: str | None      # "13.0", None for a CPU build
-    cxx11_abi: bool
-    stable_target: str    # "2.11"
-
-    @property
-    def public_version(self) -> str:
-        return self.version.split("+", 1)[0]
-
-    def as_dict(self) -> dict:
-        return {
-            "version": self.version,
-            "git_version": self.git_version,
-            "cuda": self.cuda,
-            "cxx11_abi": self.cxx11_abi,
-            "stable_target": self.stable_target,
-        }
+# the lock's data model is the runtime's (every build record holds one)
+from blackwheel_runtime.torch_lock import TorchLock  # noqa: E402,F401
 
 
 def _need(table: dict, key: str, typ, where: str):
@@ -207,7 +189,7 @@ def parse_lock(text: str, path: Path | str = LOCK_NAME) -> TorchLock:
 def load_lock(path: Path | None = None) -> TorchLock:
     path = Path(path) if path else find_root() / LOCK_NAME
     if not path.is_file():
-        raise ConfigError(f"{path}: not found; write one with `python -m blackwheel lock`")
+        raise ConfigError(f"{path}: not found; write one with `python -m blackwheel_factory lock`")
     return parse_lock(path.read_text(), path)
 
 
@@ -219,7 +201,7 @@ def format_lock(lock: TorchLock) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     lines = [
-        "# Written by `python -m blackwheel lock`; checked by the build and at import.",
+        "# Written by `python -m blackwheel_factory lock`; checked by the build and at import.",
         "# The exact torch this project's extensions are compiled against.",
         f"version = {q(lock.version)}",
         f"git_version = {q(lock.git_version)}",

@@ -1,4 +1,4 @@
-"""`python -m blackwheel repair WHEEL -w OUTDIR`: auditwheel repair that never
+"""`python -m blackwheel_factory repair WHEEL -w OUTDIR`: auditwheel repair that never
 vendors torch or CUDA, then the deterministic re-zip of repro.py.
 
 Pure:    repair_command(), vendored(), assess_show(), load_policy()

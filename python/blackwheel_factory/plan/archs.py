@@ -1,5 +1,7 @@
-"""CUDA arch arithmetic: parse, validate, intersect per kernel family, and decide
-which compiled code runs on which GPU. Pure functions only.
+"""CUDA arch arithmetic for builds: requested archs, validation against what the
+project accepts and nvcc can target, per-family intersection, gencode flags. Pure.
+Parsing and "which code runs on which GPU" are the runtime's
+(blackwheel_runtime/archs.py, shipped in every product wheel), re-exported here.
 
 Arch strings follow TORCH_CUDA_ARCH_LIST / vLLM conventions:
   "8.9"      sm_89 SASS; runs on 8.9 (and later 8.x minors, binary compatible)
@@ -11,94 +13,17 @@ Arch strings follow TORCH_CUDA_ARCH_LIST / vLLM conventions:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-_ARCH_RE = re.compile(r"^(\d+)\.(\d)([af]?)(\+PTX)?$")
-
-
-class ArchError(ValueError):
-    """An arch list the build cannot honour; the message names the fix."""
-
-
-@dataclass(frozen=True, order=True)
-class Arch:
-    major: int
-    minor: int
-    suffix: str = ""      # "", "a" or "f"
-    ptx: bool = False
-
-    @property
-    def number(self) -> int:
-        """120 for 12.0a."""
-        return self.major * 10 + self.minor
-
-    @property
-    def sm(self) -> str:
-        """'sm_120a'."""
-        return f"sm_{self.number}{self.suffix}"
-
-    @property
-    def compute(self) -> str:
-        return f"compute_{self.number}{self.suffix}"
-
-    @property
-    def base(self) -> str:
-        """'12.0a' (without +PTX)."""
-        return f"{self.major}.{self.minor}{self.suffix}"
-
-    def __str__(self) -> str:
-        return self.base + ("+PTX" if self.ptx else "")
-
-    def gencode(self) -> list[str]:
-        """nvcc flags for this target."""
-        flags = [f"-gencode=arch={self.compute},code={self.sm}"]
-        if self.ptx:
-            flags.append(f"-gencode=arch={self.compute},code={self.compute}")
-        return flags
-
-    def runs_on(self, major: int, minor: int) -> bool:
-        """Whether SASS compiled for this target executes on a GPU of compute
-        capability major.minor (without PTX JIT)."""
-        if self.suffix == "a":
-            return (major, minor) == (self.major, self.minor)
-        if self.suffix == "f":
-            return major == self.major and minor >= self.minor
-        return major == self.major and minor >= self.minor
-
-    def ptx_runs_on(self, major: int, minor: int) -> bool:
-        """Whether this target's PTX (if shipped) can be JIT-compiled for the GPU."""
-        return self.ptx and (major * 10 + minor) >= self.number
-
-
-def parse_arch(text: str) -> Arch:
-    t = text.strip()
-    m = _ARCH_RE.match(t)
-    if not m:
-        hint = ""
-        m2 = re.match(r"^sm_(\d+)(\d)([af]?)$", t)
-        if m2:
-            hint = f" (write it as {m2.group(1)}.{m2.group(2)}{m2.group(3)})"
-        raise ArchError(
-            f"'{text}' is not an arch: use the TORCH_CUDA_ARCH_LIST form, e.g. 12.0a, 9.0a, 8.9{hint}")
-    return Arch(int(m.group(1)), int(m.group(2)), m.group(3), bool(m.group(4)))
-
-
-def parse_arch_list(text: str | Sequence[str]) -> list[Arch]:
-    """Parse '12.0a;9.0a', '12.0a 9.0a', '12.0a,9.0a' or a list. Duplicates dropped,
-    order kept."""
-    if isinstance(text, str):
-        items = [t for t in re.split(r"[;,\s]+", text) if t]
-    else:
-        items = list(text)
-    if not items:
-        raise ArchError("empty arch list: give at least one arch, e.g. BLACKWHEEL_ARCHS=12.0a")
-    out: list[Arch] = []
-    for item in items:
-        a = parse_arch(item)
-        if a not in out:
-            out.append(a)
-    return out
+# the runtime's half (parse, runs on a GPU, which target runs): one implementation,
+# shipped in every product wheel; the factory adds what only a build needs
+from blackwheel_runtime.archs import (  # noqa: F401  (re-exported for the factory)
+    Arch,
+    ArchError,
+    parse_arch,
+    parse_arch_list,
+    runnable,
+)
 
 
 def requested_archs(env: dict, cmake_value: str | None, default: Sequence[str]) -> tuple[list[Arch], str]:
@@ -170,20 +95,3 @@ def cmake_cuda_architectures(archs: Iterable[Arch]) -> str:
         n = f"{a.number}{a.suffix}"
         out.append(n if a.ptx else f"{n}-real")
     return ";".join(out)
-
-
-def runnable(archs: Iterable[Arch], major: int, minor: int) -> tuple[Arch | None, str]:
-    """Which built target a GPU of capability major.minor would execute, and how:
-    ('sass'), ('ptx-jit'), or (None, reason)."""
-    archs = list(archs)
-    sass = [a for a in archs if a.runs_on(major, minor)]
-    if sass:
-        # prefer the most specific (a > f > plain) and the highest number
-        rank = {"a": 2, "f": 1, "": 0}
-        best = max(sass, key=lambda a: (a.number, rank[a.suffix]))
-        return best, "sass"
-    ptx = [a for a in archs if a.ptx_runs_on(major, minor)]
-    if ptx:
-        return max(ptx, key=lambda a: a.number), "ptx-jit"
-    built = ", ".join(str(a) for a in archs) or "none"
-    return None, f"built for {built}; no code runs on compute capability {major}.{minor}"

@@ -32,6 +32,8 @@ def add_arguments(p):
     p.add_argument("--kernels", default="", help="value of -C cmake.define.BLACKWHEEL_KERNELS")
     p.add_argument("--nvcc", type=Path, default=None)
     p.add_argument("--flags-json", type=Path, default=None, help="record: compile flags from CMake")
+    p.add_argument("--libraries", default="",
+                   help="record: the extension files of an upstream-cmake product (comma-separated)")
     p.add_argument("--product", default=KERNEL_PACK,
                    help=f"what is built: {KERNEL_PACK} (blackwheel.toml) or a products/<name>.toml")
 
@@ -173,7 +175,11 @@ def stage_record(args) -> int:
     kernels = {}
     for name, fam in plan["families"].items():
         library = config.kernels[name].extra.get("library", f"_{name}.abi3.so").rsplit("/", 1)[-1]
+        libraries = [x for x in args.libraries.split(",") if x]
+        if libraries:   # an upstream-cmake product: its targets' files, all under the family's ABI
+            library = libraries[0]
         kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": library,
+                         **({"libraries": libraries} if libraries else {}),
                          "ops": list(config.kernels[name].extra.get("ops", [])),
                          **fam.get("options", {})}
     abi = "stable" if all(k["abi"] == "stable" for k in kernels.values()) else "classic"

@@ -283,7 +283,7 @@ def cmake_lines(plan: JobPlan) -> str:
             f'set(BLACKWHEEL_JOBS_REASON "{reason}")\n')
 
 
-# `python -m blackwheel jobs [--json] [--kernels a,b]` (register in cli.COMMANDS as
+# `python -m blackwheel_factory jobs [--json] [--kernels a,b]` (register in cli.COMMANDS as
 # "jobs": ("blackwheel_factory.plan.jobs", "memory-aware compile job count")).
 def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the JobPlan as JSON")

@@ -1,4 +1,4 @@
-"""`python -m blackwheel constraints --wheel W... -o requirements.lock`: a hash-pinned install set.
+"""`python -m blackwheel_factory constraints --wheel W... -o requirements.lock`: a hash-pinned install set.
 
 `pip install --require-hashes -r requirements.lock` wants every distribution it installs
 pinned with == and a hash. The set is resolved by pip itself, never guessed:
@@ -214,7 +214,7 @@ def build(args) -> tuple[str, list[Pin]]:
         target += ["--python-version", args.python_version]
     for p in args.platform or []:
         target += ["--platform", p]
-    header = ["Written by `python -m blackwheel constraints`; install with",
+    header = ["Written by `python -m blackwheel_factory constraints`; install with",
               "  pip install --require-hashes --only-binary=:all: --index-url $INDEX_URL -r THIS_FILE",
               f"torch lock: {lock.version} (git {lock.git_version})",
               f"target: python {args.python_version or '.'.join(map(str, sys.version_info[:2]))}, "

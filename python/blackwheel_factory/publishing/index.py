@@ -1,4 +1,4 @@
-"""`python -m blackwheel index DIR`: a static PEP 503 + PEP 691 index for a directory of wheels.
+"""`python -m blackwheel_factory index DIR`: a static PEP 503 + PEP 691 index for a directory of wheels.
 
 Writes, next to the files (default DIR/simple):
 

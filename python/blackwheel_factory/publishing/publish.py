@@ -1,4 +1,4 @@
-"""`python -m blackwheel publish WHEEL... --repository-url URL`: verify, upload, read back.
+"""`python -m blackwheel_factory publish WHEEL... --repository-url URL`: verify, upload, read back.
 
 For each file:
   1. verify it (blackwheel_factory.checks.verify.verify_wheel) unless --skip-verify;
@@ -231,7 +231,7 @@ def load_verifier():
     """A function path -> VerifyResult that runs `blackwheel verify PATH` in-process.
 
     It goes through the command's own contract (add_arguments/run -> exit code, the same as
-    `python -m blackwheel verify WHEEL`), not through verify.py's internals, so publish
+    `python -m blackwheel_factory verify WHEEL`), not through verify.py's internals, so publish
     keeps working while those change. None when blackwheel_factory.checks.verify is absent."""
     try:
         mod = importlib.import_module("blackwheel_factory.checks.verify")
@@ -265,7 +265,7 @@ def run_verify(path: Path, verifier) -> None:
     if not result.ok:
         raise PublishError(f"verify failed for {path.name}; not uploading:\n"
                            + "\n".join("  | " + str(m) for m in result.messages)
-                           + f"\n  fix: rebuild; details: python -m blackwheel verify {path}")
+                           + f"\n  fix: rebuild; details: python -m blackwheel_factory verify {path}")
 
 
 # --------------------------------------------------------------------------- publish

@@ -167,7 +167,7 @@ def locate(source: Source, indexes: list[str]) -> str:
         f"cannot find {source.filename} ({source.dist} {source.version}) on any index:\n  " +
         "\n  ".join(tried) +
         "\nFix: make the file reachable through pip's index configuration (PIP_INDEX_URL / "
-        "PIP_EXTRA_INDEX_URL), or put it into the cache with `python -m blackwheel sources --add FILE`.")
+        "PIP_EXTRA_INDEX_URL), or put it into the cache with `python -m blackwheel_factory sources --add FILE`.")
 
 
 def blob_path(cache: Path, source: Source) -> Path:
@@ -196,7 +196,7 @@ def fetch(cache: Path, source: Source, indexes: list[str] | None = None,
         return dest
     if os.environ.get("BLACKWHEEL_OFFLINE"):
         raise SourceError(f"{source.filename} is not in the cache {cache} and BLACKWHEEL_OFFLINE is set; "
-                          f"fill the cache on a machine with index access (`python -m blackwheel sources`)")
+                          f"fill the cache on a machine with index access (`python -m blackwheel_factory sources`)")
     url = locate(source, indexes if indexes is not None else pip_indexes())
     log(f"blackwheel: fetching {source.filename} from {urllib.parse.urlparse(url).netloc or url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -464,7 +464,7 @@ def _build_tree(config: Config, source: Source, patches: list[Path], cache: Path
             if problems:
                 set_aside(bundled, problems, log)
                 raise SourceError(f"the bundled tree {bundled} differs from its manifest and the blob "
-                                  f"{source.filename} is not cached; fetch it (`python -m blackwheel "
+                                  f"{source.filename} is not cached; fetch it (`python -m blackwheel_factory "
                                   f"sources --add FILE`) or bring a fresh bundle")
             shutil.copytree(bundled, tmp, dirs_exist_ok=True, symlinks=True)
             return tmp

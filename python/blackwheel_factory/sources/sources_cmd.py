@@ -1,4 +1,4 @@
-"""`python -m blackwheel sources`: fill the cache ahead of a build (e.g. before
+"""`python -m blackwheel_factory sources`: fill the cache ahead of a build (e.g. before
 going offline, or to bundle for a GPU host without network), or add a file
 obtained elsewhere (`--add FILE`, checked against its sha256 pin)."""
 from __future__ import annotations

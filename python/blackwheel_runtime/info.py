@@ -1,14 +1,13 @@
-"""`python -m blackwheel info`: print the build record of the installed wheel.
-
-Reads ``_build_info.json`` of the installed kernel pack, of an installed product
-(--product flash-attn: flash_attn_2_cuda/_build_info.json), of a wheel file
-(--wheel W.whl) or of --path FILE; needs no GPU and no torch.
-"""
+"""`info`: print a build record: of the installed kernel pack (default), of an
+installed product (--product flash-attn), of a wheel file (--wheel W.whl) or of
+--path FILE. Needs no GPU and no torch."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+
+from . import record as R
 
 
 def format_info(info: dict) -> str:
@@ -60,45 +59,28 @@ def format_info(info: dict) -> str:
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the raw build record as JSON")
     p.add_argument("--path", type=Path, default=None,
-                   help="a _build_info.json to show (default: the installed package's)")
+                   help="a _build_info.json to show (default: the installed kernel pack's)")
     p.add_argument("--wheel", type=Path, default=None, help="show the build record inside a wheel file")
     p.add_argument("--product", default=None,
-                   help="an installed product instead of the kernel pack, e.g. flash-attn")
-
-
-def _record_from_wheel(wheel: Path) -> dict | None:
-    import zipfile
-    with zipfile.ZipFile(wheel) as z:
-        name = next((n for n in z.namelist() if n.endswith("/_build_info.json") and n.count("/") == 1), None)
-        return json.loads(z.read(name)) if name else None
-
-
-def _record_of_product(name: str) -> dict | None:
-    import importlib.util
-    package = {"flash-attn": "flash_attn_2_cuda"}.get(name, name.replace("-", "_"))
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"product {name!r} is not installed (no package {package})")
-    path = Path(list(spec.submodule_search_locations)[0]) / "_build_info.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+                   help=f"an installed product instead of the kernel pack ({', '.join(R.PRODUCTS)})")
 
 
 def run(args) -> int:
-    from blackwheel._guard import BUILD_INFO, build_info
+    where = args.path
     try:
         if getattr(args, "wheel", None):
-            info = _record_from_wheel(args.wheel)
-        elif getattr(args, "product", None):
-            info = _record_of_product(args.product)
+            where, info = args.wheel, R.from_wheel(args.wheel)
+        elif args.path:
+            info = R.read(args.path)
         else:
-            info = build_info(args.path)
+            p = R.installed_product(getattr(args, "product", None) or "blackwheel")
+            where, info = p.record_path, p.info
     except ImportError as e:
         print(f"info: {e}", file=sys.stderr)
         return 1
     if info is None:
-        where = args.path or BUILD_INFO
         print(f"no build record at {where}: this is a source checkout, not an installed wheel "
-              f"(build one with `pip wheel .`, or pass --path FILE)", file=sys.stderr)
+              f"(build one, or pass --path FILE)", file=sys.stderr)
         return 1
     print(json.dumps(info, indent=2, sort_keys=True) if args.json else format_info(info))
     return 0

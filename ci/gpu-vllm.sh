@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The vllm product on the GPU host (issue 18), in calls of at most 10 min each (the device
+# tool's limit); long steps run in the background (setsid) and survive between calls:
+#   bash ci/gpu-vllm.sh pack-tests   (on the build machine, not the GPU host) write
+#                                    carry/vllm-tests.tar.gz: the files of the pinned sdist's
+#                                    tests/ that the kernel test files below need
+#   bash ci/gpu-vllm.sh start        the vllm wheel for 9.0a from carry/bundle-vllm.tar.gz
+#                                    (BLACKWHEEL_VLLM_SUBSET=core, MAX_JOBS=16, nice 19, every
+#                                    compile job measured), then installed --no-deps beside
+#                                    the host's torch with carry/vllm-deps/
+#   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
+#                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
+#   bash ci/gpu-vllm.sh tests        import; vLLM's own kernel tests (sampled:
+#                                    tests/upstream/vllm_sampling.py, BW_VLLM_PER_GROUP), per
+#                                    file passed/failed/skipped; tests/vllm_gpu (vllm.LLM vs HF
+#                                    greedy); abi-check; verify; results -> $OUT/vllm-results.tgz
+#                                    (call it again if it has not finished: it goes on waiting)
+# Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm --bundle ...),
+# carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
+# (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
+# workers, 8), KT (kernel tests' time limit, 420 s), TT (one test's limit, 240 s).
+set -u
+W=/tmp/bwv; REPO=$PWD
+mkdir -p $W
+export PYTHONUNBUFFERED=1
+[ -x /usr/bin/g++ ] && export CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
+# the kernel test files (relative to the sdist's root); NVFP4 files skip below SM 10.0
+KERNEL_TESTS="tests/kernels/quantization/test_cutlass_scaled_mm.py tests/kernels/quantization/test_fp8_quant.py
+  tests/kernels/quantization/test_marlin_gemm.py tests/kernels/moe/test_moe.py tests/kernels/moe/test_moe_align_block_size.py
+  tests/kernels/core/test_activation.py tests/kernels/core/test_layernorm.py tests/kernels/core/test_rotary_embedding.py
+  tests/kernels/core/test_pos_encoding.py tests/kernels/attention/test_cache.py tests/kernels/test_cache_kernels.py
+  tests/kernels/quantization/test_nvfp4_quant.py tests/kernels/quantization/test_nvfp4_scaled_mm.py"
+# what they import from tests/ (measured by collecting them: conftest chain, helpers)
+SUPPORT="tests/__init__.py tests/ci_envs.py tests/conftest.py tests/utils.py tests/kernels/__init__.py
+  tests/kernels/allclose_default.py tests/kernels/conftest.py tests/kernels/utils.py tests/kernels/quant_utils.py
+  tests/kernels/attention/conftest.py tests/kernels/moe/__init__.py tests/kernels/moe/conftest.py tests/kernels/moe/utils.py
+  tests/kernels/quantization/nvfp4_utils.py tests/models/__init__.py tests/models/registry.py tests/models/utils.py
+  tests/quantization/__init__.py tests/quantization/utils.py"
+KT_FILES=$(echo $KERNEL_TESTS)   # one line: it goes into a bash -c script
+elapsed() { echo "[$(( $(date +%s) - $(cat $W/t0 2>/dev/null || date +%s) )) s since start]"; }
+progress() { grep -a "\[[0-9]*/[0-9]*\]" $W/out/build-*.log 2>/dev/null | tail -1 | cut -c1-70; echo "jobs measured: $(wc -l < $W/jobs.jsonl 2>/dev/null || echo 0)"; }
+wheel() { ls $W/out/wheels-*/vllm-*.whl 2>/dev/null | head -1; }
+# peak RSS / wall per source directory (csrc/quantization/marlin, csrc/moe/..., ...)
+jobs_by_dir() { python3 - "$1" <<'EOF'
+import json, re, sys
+from collections import defaultdict
+by = defaultdict(list)
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    m = re.search(r"csrc/((?:[^/]+/){0,2})", r["source"] or "")
+    by[(m.group(1).rstrip("/") if m else "(generated/other)")].append(r)
+print(f"{'source dir':<40} {'TUs':>4} {'peak MiB max':>12} {'median':>7} {'wall s max':>10} {'CPU s sum':>9}")
+for k in sorted(by, key=lambda k: -max(r["peak_rss_mib"] for r in by[k])):
+    rs = sorted(by[k], key=lambda r: r["peak_rss_mib"])
+    print(f"{k:<40} {len(rs):>4} {rs[-1]['peak_rss_mib']:>12} {rs[len(rs)//2]['peak_rss_mib']:>7} "
+          f"{max(r['wall_s'] for r in rs):>10} {sum(r['cpu_s'] for r in rs):>9.0f}")
+print("failed jobs:", sum(r["rc"] != 0 for rs in by.values() for r in rs))
+EOF
+}
+
+case "${1:-}" in
+pack-tests)   # on the build machine: the sdist's tree from `python -m blackwheel_factory sources vllm`
+  src="${2:-$(PYTHONPATH=python python3 -m blackwheel_factory sources vllm | sed -n 's/^vllm: //p')}"
+  [ -f "$src/tests/conftest.py" ] || { echo "no vLLM tests/ under '$src': give the sdist tree as \$2"; exit 1; }
+  t=$(mktemp -d); mkdir -p $t/vllm-tests
+  (cd "$src" && tar cf - $KERNEL_TESTS $SUPPORT) | tar xf - -C $t/vllm-tests || exit 1
+  cat > $t/vllm-tests/pytest.ini <<'EOF'
+[pytest]
+# vLLM's markers (its pyproject.toml); flaky is pytest-rerunfailures', not on the GPU host
+markers =
+    slow_test
+    skip_global_cleanup
+    core_model
+    hybrid_model
+    cpu_model
+    cpu_test
+    split
+    distributed
+    optional
+    flaky
+EOF
+  mkdir -p carry && tar czf carry/vllm-tests.tar.gz --sort=name --owner=0 --group=0 --mtime=@0 -C $t vllm-tests
+  rm -rf $t; ls -la carry/vllm-tests.tar.gz
+  ;;
+start)
+  if [ ! -f $W/t0 ]; then
+    date +%s > $W/t0
+    { nproc; free -g | head -2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+      python3 -c "import sys, torch, transformers, triton; print(sys.version.split()[0], torch.__version__, transformers.__version__, triton.__version__)"
+      which g++ nvcc cuobjdump; nvcc --version | tail -1; g++ --version | head -1; cmake --version | head -1
+      git -C $REPO log --oneline -1 2>/dev/null; ls -la carry/; } > $W/host.txt 2>&1
+    python3 -m pip install -q --no-deps --no-index --target $W/tools carry/wheels/*.whl > $W/tools.log 2>&1
+    python3 -m pip install -q --no-deps --no-index --target $W/deps carry/vllm-deps/*.whl > $W/deps.log 2>&1
+    setsid nohup env BW_SCRATCH=$W/scratch MAX_JOBS=${MJ:-16} BLACKWHEEL_VLLM_SUBSET=${SUBSET:-core} PYTHONPATH=$W/tools \
+      CMAKE_CUDA_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py \
+      CMAKE_CXX_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py BLACKWHEEL_JOB_LOG=$W/jobs.jsonl \
+      bash -c "t=\$(date +%s); nice -n 19 bash ci/offline-build.sh carry/bundle-vllm.tar.gz $W/out 'vllm|9.0a'
+        echo \"vllm build wall \$(( \$(date +%s) - t )) s on \$(nproc) cores\"
+        whl=\$(ls $W/out/wheels-*/vllm-*.whl | head -1) && ls -la \$whl && sha256sum \$whl &&
+        python3 -m pip install -q --no-deps --no-index --target $W/site \$whl && echo installed into $W/site
+        echo === BUILD DONE" > $W/build.log 2>&1 < /dev/null &
+  fi
+  cat $W/host.txt; tail -3 $W/tools.log $W/deps.log 2>/dev/null
+  ;&
+wait)
+  for i in $(seq 1 ${WAIT:-105}); do grep -q "^=== BUILD DONE" $W/build.log 2>/dev/null && break; sleep 5; done
+  tail -8 $W/build.log; progress; elapsed
+  [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl | head -30
+  if grep -q "^=== BUILD DONE" $W/build.log 2>/dev/null && [ -n "${OUT:-}" ]; then   # the build's logs come back
+    [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl > $W/out/jobs-by-dir.txt 2>&1 && cp $W/jobs.jsonl $W/out/
+    tar czf $OUT/vllm-build.tgz -C $W build.log host.txt $(cd $W && ls out/build-*.log out/report-* out/jobs* 2>/dev/null)
+  fi
+  ;;
+tests)
+  if [ ! -f $W/tests-started ]; then
+    touch $W/tests-started
+    setsid nohup bash -c "
+      export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+      mkdir -p $W/res && cd /tmp
+      whl=\$(ls $W/out/wheels-*/vllm-*.whl | head -1)
+      [ -n \"\$whl\" ] && [ -d $W/site/vllm ] || { echo 'no vllm wheel built/installed: see $W/build.log'; echo === TESTS DONE; exit 1; }
+      python3 -c 'import torch, vllm, vllm._custom_ops; from vllm import LLM; print(\"torch\", torch.__version__, \"| vllm\", vllm.__version__, \"from\", vllm.__file__); print(\"_C ops:\", len(dir(torch.ops._C)), \"| _moe_C ops:\", len(dir(torch.ops._moe_C)))' > $W/res/import.txt 2>&1
+      tail -3 $W/res/import.txt
+      cd $REPO; t=\$(date +%s)
+      BW_VLLM_GPU_RECORD=$W/res/generate.jsonl timeout 900 python3 -m pytest -q -p no:cacheprovider -rA -s \
+        --junitxml=$W/res/generate.xml tests/vllm_gpu > $W/res/generate.txt 2>&1
+      echo \"generate tests rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/generate.txt
+      PYTHONPATH=$REPO/python:$W/tools:\$PYTHONPATH python3 -m blackwheel_factory info \$whl > $W/res/info.txt 2>&1
+      PYTHONPATH=$REPO/python:$W/tools:\$PYTHONPATH python3 -m blackwheel_factory abi-check \$whl \
+        --policy manylinux_\$(python3 -c 'import platform; print(platform.libc_ver()[1].replace(\".\", \"_\"))') > $W/res/abi-check.txt 2>&1
+      echo \"abi-check rc \$?\" >> $W/res/abi-check.txt
+      if command -v cuobjdump > /dev/null; then
+        PYTHONPATH=$REPO/python:$W/tools:\$PYTHONPATH python3 -m blackwheel_factory verify \$whl --json $W/res/verify.json > $W/res/verify.txt 2>&1
+        echo \"verify rc \$?\" >> $W/res/verify.txt
+      else echo 'no cuobjdump on this host: verify not run' > $W/res/verify.txt; fi
+      rm -rf $W/vt && mkdir -p $W/vt && tar xzf $REPO/carry/vllm-tests.tar.gz -C $W/vt && cd $W/vt/vllm-tests
+      t=\$(date +%s)
+      PYTHONPATH=$REPO/tests/upstream:\$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} BW_VLLM_SAMPLE_REPORT=$W/res/sample.txt timeout ${KT:-420} \
+        python3 -m pytest -v -p vllm_sampling -p no:cacheprovider -rfE -n ${XD:-8} --timeout=${TT:-240} \
+        --junitxml=$W/res/kernel-tests.xml $KT_FILES > $W/res/kernel-tests.txt 2>&1
+      echo \"kernel tests rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/kernel-tests.txt
+      if [ -f $W/res/kernel-tests.xml ]; then
+        python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml --per-file > $W/res/kernel-summary.txt 2>&1
+      else   # cut by the time limit before pytest wrote its XML: count the -v lines per file
+        echo 'no JUnit XML (time limit): outcomes per file from the log' > $W/res/kernel-summary.txt
+        grep -oE '(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) tests/[^:]+' $W/res/kernel-tests.txt | sort | uniq -c >> $W/res/kernel-summary.txt
+      fi
+      python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml >> $W/res/kernel-summary.txt 2>&1
+      cat $W/res/sample.txt >> $W/res/kernel-summary.txt
+      echo === TESTS DONE" > $W/tests.log 2>&1 < /dev/null &
+  fi
+  for i in $(seq 1 ${WAIT:-105}); do grep -q "^=== TESTS DONE" $W/tests.log 2>/dev/null && break; sleep 5; done
+  cat $W/tests.log; cat $W/res/kernel-summary.txt 2>/dev/null | head -60
+  grep -h "vLLM's attention backend\|passed\|failed\|skipped" $W/res/generate.txt 2>/dev/null | tail -8
+  tail -3 $W/res/abi-check.txt $W/res/verify.txt 2>/dev/null; elapsed
+  [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl > $W/res/jobs-by-dir.txt 2>&1 && cp $W/jobs.jsonl $W/res/
+  cp $W/host.txt $W/build.log $W/res/ 2>/dev/null; cp $W/out/build-*.log $W/out/report-* $W/res/ 2>/dev/null
+  tar czf $OUT/vllm-results.tgz -C $W res tests.log 2>/dev/null; ls -la $OUT
+  ;;
+*) sed -n 2,20p "$0"; exit 2 ;;
+esac

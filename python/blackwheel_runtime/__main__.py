@@ -1,0 +1,3 @@
+from .cli import main
+
+raise SystemExit(main(prog=f"python -m {__package__}"))
