@@ -174,8 +174,9 @@ def stage_record(args) -> int:
     tc = json.loads(flags.pop("toolchain", "{}")) if isinstance(flags.get("toolchain"), str) else flags.pop("toolchain", {})
     kernels = {}
     for name, fam in plan["families"].items():
-        library = config.kernels[name].extra.get("library", f"_{name}.abi3.so").rsplit("/", 1)[-1]
-        libraries = [x for x in args.libraries.split(",") if x]
+        own = config.kernels[name].extra.get("library")   # blackwheel compiles it (e.g. flash_attn_2)
+        library = (own or f"_{name}.abi3.so").rsplit("/", 1)[-1]
+        libraries = [x for x in args.libraries.split(",") if x] if not own else []
         if libraries:   # an upstream-cmake product: its targets' files, all under the family's ABI
             library = libraries[0]
         kernels[name] = {"archs": fam["archs"], "abi": fam["abi"], "library": library,
