@@ -29,13 +29,14 @@ KERNEL_TESTS="tests/kernels/quantization/test_cutlass_scaled_mm.py tests/kernels
   tests/kernels/quantization/test_marlin_gemm.py tests/kernels/moe/test_moe.py tests/kernels/moe/test_moe_align_block_size.py
   tests/kernels/core/test_activation.py tests/kernels/core/test_layernorm.py tests/kernels/core/test_rotary_embedding.py
   tests/kernels/core/test_pos_encoding.py tests/kernels/attention/test_cache.py tests/kernels/test_cache_kernels.py
-  tests/kernels/quantization/test_nvfp4_quant.py tests/kernels/quantization/test_nvfp4_scaled_mm.py"
+  tests/kernels/quantization/test_nvfp4_quant.py tests/kernels/quantization/test_nvfp4_scaled_mm.py
+  tests/kernels/attention/test_flash_attn.py tests/v1/attention/test_attention_backends.py"
 # what they import from tests/ (measured by collecting them: conftest chain, helpers)
 SUPPORT="tests/__init__.py tests/ci_envs.py tests/conftest.py tests/utils.py tests/kernels/__init__.py
   tests/kernels/allclose_default.py tests/kernels/conftest.py tests/kernels/utils.py tests/kernels/quant_utils.py
   tests/kernels/attention/conftest.py tests/kernels/moe/__init__.py tests/kernels/moe/conftest.py tests/kernels/moe/utils.py
   tests/kernels/quantization/nvfp4_utils.py tests/models/__init__.py tests/models/registry.py tests/models/utils.py
-  tests/quantization/__init__.py tests/quantization/utils.py"
+  tests/quantization/__init__.py tests/quantization/utils.py tests/v1/__init__.py tests/v1/attention/utils.py"
 KT_FILES=$(echo $KERNEL_TESTS)   # one line: it goes into a bash -c script
 elapsed() { echo "[$(( $(date +%s) - $(cat $W/t0 2>/dev/null || date +%s) )) s since start]"; }
 progress() { grep -a "\[[0-9]*/[0-9]*\]" $W/out/build-*.log 2>/dev/null | tail -1 | cut -c1-70; echo "jobs measured: $(wc -l < $W/jobs.jsonl 2>/dev/null || echo 0)"; }
