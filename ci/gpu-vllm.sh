@@ -15,7 +15,7 @@
 #                                    file passed/failed/skipped; tests/vllm_gpu (vllm.LLM vs HF
 #                                    greedy); abi-check; verify; results -> $OUT/vllm-results.tgz
 #                                    (call it again if it has not finished: it goes on waiting)
-# Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm --bundle ...),
+# Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm cutlass cutlass-library flash-attn --bundle ...: flash-attn for vllm_flash_attn/_vllm_fa2_C),
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
 # (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
 # workers, 8), KT (kernel tests' time limit, 420 s), TT (one test's limit, 240 s).
