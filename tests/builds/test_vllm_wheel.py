@@ -47,7 +47,7 @@ def vllm_wheel(tmp_path_factory) -> Path:
     src = _checkout_copy(root / "src")
     # FA2 (issue 19): one head dim, one dtype: 4 kernel TUs (fwd, split-KV; causal or not)
     env = dict(os.environ, BLACKWHEEL_VLLM_SUBSET="reduced", BLACKWHEEL_ARCHS="12.0a",
-               BLACKWHEEL_COMPILER_CACHE="off", BLACKWHEEL_FA_HEAD_DIMS="128",
+               BLACKWHEEL_COMPILER_CACHE="off", BLACKWHEEL_FA_HEAD_DIMS="32",
                BLACKWHEEL_FA_DTYPES="bf16")
     env.pop("SOURCE_DATE_EPOCH", None)
     r = _factory("wheel", "vllm", "-w", str(root / "dist"), "--", "--no-build-isolation", "-v",
@@ -94,7 +94,7 @@ def test_name_metadata_and_contents(vllm_wheel):
     assert record["archs"] == ["12.0a"] and record["abi"] == "stable"
     assert record["product"]["dist"] == "vllm"
     fa2 = record["kernels"]["flash_attn_2"]
-    assert fa2["library"] == "_vllm_fa2_C.abi3.so" and fa2["head_dims"] == [128]
+    assert fa2["library"] == "_vllm_fa2_C.abi3.so" and fa2["head_dims"] == [32]
     assert fa2["frontend"] == ["vllm_fa2"] and fa2["archs"] == ["12.0a"]
 
 
