@@ -73,8 +73,16 @@ def _jobs(plan) -> dict:
     """Job counts: memory-aware default from blackwheel_factory.plan.jobs; MAX_JOBS and
     NVCC_THREADS honoured."""
     from blackwheel_factory.plan import jobs as J
+    from blackwheel_factory.plan import farm_jobs as FJ
     decision = J.decide_for_host(os.environ, [f.name for f in plan.families])
-    return {"jobs": decision.jobs, "nvcc_threads": decision.nvcc_threads, "reason": decision.reason}
+    farm = FJ.decide_farm(decision, FJ.farm_status_for_build(os.environ), os.environ,
+                          decision.mem_available_bytes)
+    if farm.farm:
+        from blackwheel_factory.farm.status import FarmStatus
+        print(f"blackwheel: {FarmStatus(**farm.farm).describe()}")
+    return {"jobs": farm.compile_jobs, "link_jobs": farm.link_jobs,
+            "nvcc_threads": decision.nvcc_threads, "reason": farm.reason,
+            "farm": farm.farm, "farm_warning": farm.warning}
 
 
 def _product_config(args):
@@ -133,6 +141,8 @@ def stage_kernels(args) -> int:
     lines.append(f"set(BW_MANYLINUX_POLICY {plat.removesuffix('_x86_64').removesuffix('_aarch64')})")
     lines.append(f"set(BW_JOBS {jobs['jobs']})")
     lines.append(f"set(BW_NVCC_THREADS {jobs['nvcc_threads']})")
+    lines.append(f"set(BW_LINK_JOBS {jobs['link_jobs']})")
+    lines.append(f"set(BW_FARM_WARNING {_cmake_str(jobs['farm_warning'])})")
     lines.append(f"set(BW_SOURCE_DATE_EPOCH {config.source_date_epoch})")
     lines += _product_lines(product, dirs)
     _atomic_write(args.out, "\n".join(lines) + "\n")
