@@ -129,7 +129,7 @@ def predict(jobs: list[Job], m: FarmModel, pool: int | None = None) -> Predictio
         end_all = max(end_all, end)
         busy += local + remote + m.overhead_s
     longest = max(j.seconds for j in jobs)
-    critical = (m.upload_s + longest * m.local_fraction
+    critical = (max(m.upload_s, longest * m.local_fraction)
                 + longest * (1 - m.local_fraction) / m.speed + m.overhead_s + m.client_s)
     return Prediction(m.servers, m.cores, end_all + m.client_s, end_all, critical, busy)
 

@@ -55,8 +55,7 @@ def decide_farm(local: JobPlan, farm: FarmStatus | None, env: Mapping[str, str],
                                   f"each; the farm has {farm.cores} cores")
     else:
         jobs, why = farm.cores, f"the farm's {farm.cores} cores"
-    link = max(1, local.memory_jobs if local.limited_by != "MAX_JOBS" else local.jobs)
-    link = min(link, max(1, local.cores))
+    link = local.jobs          # what this host holds: cores and memory (or MAX_JOBS)
     return FarmJobs(jobs, link, f"{jobs} compile jobs on the farm ({why}); local steps "
                                 f"(links, ABI check): {link}", farm.as_dict())
 

