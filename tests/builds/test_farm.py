@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -80,20 +81,43 @@ class Client:
                        timeout=60)
 
 
-def _pip_wheel(src: Path, out: Path, build_dir: Path, env: dict) -> list[str]:
-    env = dict(env, BLACKWHEEL_KERNELS="marlin_fp4", BLACKWHEEL_ARCHS="12.0a")
-    env.pop("SOURCE_DATE_EPOCH", None)
-    env.pop("MAX_JOBS", None)        # the farm decides the compile jobs
-    return [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v",
-            str(src), "-w", str(out), "-C", f"build-dir={build_dir}"]
-
-
 def _prepare(tmp: Path, client: Client) -> tuple[list[str], dict, Path, Path]:
+    """The pip command and environment of a marlin_fp4 build through ``client``."""
     src = _checkout_copy(tmp / "src")
     cache = _seeded_cache(tmp / "blackwheel-cache")
-    env = dict(client.env, BLACKWHEEL_CACHE=str(cache))
+    env = dict(client.env, BLACKWHEEL_CACHE=str(cache), BLACKWHEEL_KERNELS="marlin_fp4",
+               BLACKWHEEL_ARCHS="12.0a")
+    env.pop("SOURCE_DATE_EPOCH", None)
+    env.pop("MAX_JOBS", None)        # the farm decides the compile jobs
     out, build = tmp / "dist", tmp / "build"
-    return _pip_wheel(src, out, build, env), env, out, build
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v",
+           str(src), "-w", str(out), "-C", f"build-dir={build}"]
+    return cmd, env, out, build
+
+
+class Build:
+    """`pip wheel` in its own process group: on failure or timeout the whole build
+    (pip, cmake, ninja, the compilers) is stopped, not just pip."""
+
+    def __init__(self, cmd: list[str], env: dict, log: Path):
+        self.log = log
+        self.proc = subprocess.Popen(cmd, env=env, stdout=open(log, "w"),
+                                     stderr=subprocess.STDOUT, cwd=log.parent,
+                                     start_new_session=True)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
 
 
 def _report(build: Path, env: dict) -> str:
@@ -108,14 +132,15 @@ def test_marlin_fp4_compiles_on_both_servers_and_equals_the_local_wheel(
         farm, marlin_local_build, tmp_path):
     root, state = farm
     client = Client(root, tmp_path)
+    b = None
     try:
         cmd, env, out, build = _prepare(tmp_path, client)
         t0 = time.monotonic()
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
-                           cwd=tmp_path)
+        b = Build(cmd, env, tmp_path / "build.log")
+        rc = b.wait(timeout=900)
         wall = time.monotonic() - t0
-        assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-        log = r.stdout + r.stderr
+        log = b.output()
+        assert rc == 0, log[-6000:]
         # configure said where the compiles go and sized the compile pool to the farm
         assert f"farm http://{state['scheduler']}: reachable, 2 server(s), {state['cores']} cores" in log, log[-4000:]
         assert f"{state['cores']} parallel compile job(s)" in log
@@ -135,6 +160,8 @@ def test_marlin_fp4_compiles_on_both_servers_and_equals_the_local_wheel(
         for server in state["servers"]:
             assert f"{server}: {stats.per_server[server]} jobs" in report
     finally:
+        if b is not None:
+            b.kill()
         client.stop()
 
 
@@ -143,11 +170,11 @@ def test_a_server_stopped_mid_build_falls_back_and_the_report_says_so(
     root, state = farm
     client = Client(root, tmp_path)
     victim, victim_addr = "server-1", state["servers"][1]
-    proc = None
+    b = None
     try:
         cmd, env, out, build = _prepare(tmp_path, client)
-        proc = subprocess.Popen(cmd, env=env, stdout=open(tmp_path / "build.log", "w"),
-                                stderr=subprocess.STDOUT, cwd=tmp_path)
+        b = Build(cmd, env, tmp_path / "build.log")
+        proc = b.proc
         # stop the server as soon as it has done some of this build's work
         deadline = time.monotonic() + 600
         stopped = False
@@ -160,10 +187,9 @@ def test_a_server_stopped_mid_build_falls_back_and_the_report_says_so(
             except (subprocess.CalledProcessError, FS.FarmStatusError):
                 pass                # the client server is not up yet (configure)
             time.sleep(0.5)
-        assert stopped, "the build ended before the server got a job: " + \
-            (tmp_path / "build.log").read_text()[-3000:]
-        rc = proc.wait(timeout=900)
-        log = (tmp_path / "build.log").read_text()
+        assert stopped, "the build ended before the server got a job: " + b.output()[-3000:]
+        rc = b.wait(timeout=900)
+        log = b.output()
         assert rc == 0, log[-6000:]
         stats = client.stats()
         print(f"build with {victim} stopped: {stats.as_dict()}")
@@ -174,7 +200,6 @@ def test_a_server_stopped_mid_build_falls_back_and_the_report_says_so(
         assert f"compiled locally ({stats.errors} after a failed distribution)" in report
         assert "fell back to local x" in report, report
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if b is not None:
+            b.kill()
         client.stop()
