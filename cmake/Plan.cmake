@@ -8,7 +8,8 @@ string(REPLACE ";" "," _bw_kernels "${BLACKWHEEL_KERNELS}")
 blackwheel_python(plan --stage kernels --product "${BW_PRODUCT}" --build-dir "${CMAKE_BINARY_DIR}"
                   --out "${CMAKE_BINARY_DIR}/plan.cmake"
                   "--archs=${_bw_archs}" "--kernels=${_bw_kernels}"
-                  --nvcc "${CMAKE_CUDA_COMPILER}")
+                  --nvcc "${CMAKE_CUDA_COMPILER}"
+                  "--compiler-cache=${BLACKWHEEL_COMPILER_CACHE}")
 include("${CMAKE_BINARY_DIR}/plan.cmake")
 
 # The plan depends on these files: re-run configure when they change.

@@ -203,3 +203,64 @@ def test_a_server_stopped_mid_build_falls_back_and_the_report_says_so(
         if b is not None:
             b.kill()
         client.stop()
+
+
+def test_farm_cli_up_status_down(tmp_path):
+    """The try-out commands: `farm up` starts a scheduler and a server, a client sees
+    it through the written client.toml, `farm down` stops exactly those pids."""
+    try:
+        F.check_server_host()
+    except F.FarmError as e:
+        pytest.skip(str(e))
+    env = dict({k: v for k, v in os.environ.items() if not k.startswith("SCCACHE_")},
+               PYTHONPATH=str(REPO / "python"))
+
+    def farm(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "blackwheel_factory", "farm", *args],
+                              env=dict(env, **extra), capture_output=True, text=True,
+                              timeout=120)
+
+    d = tmp_path / "farm"
+    r = farm("up", "--dir", str(d), "--servers", "1")
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        state = F.load_state(d)
+        assert "1 servers" in r.stdout and set(state["pids"]) == {"scheduler", "server-0"}
+        assert oct((d / "client.toml").stat().st_mode & 0o777) == "0o600"
+        again = farm("up", "--dir", str(d))
+        assert again.returncode == 2 and "still running" in again.stderr
+        client = dict(SCCACHE_CONF=str(d / "client.toml"), SCCACHE_SERVER_PORT=str(F.free_port()),
+                      SCCACHE_DIR=str(tmp_path / "cache"), SCCACHE_IDLE_TIMEOUT="0")
+        st = farm("status", **client)
+        assert st.returncode == 0 and "reachable, 1 server(s)" in st.stdout, st.stdout + st.stderr
+        subprocess.run([F.find_program("sccache"), "--stop-server"], env=dict(env, **client),
+                       capture_output=True, timeout=60)
+    finally:
+        down = farm("down", "--dir", str(d))
+    assert down.returncode == 0 and "scheduler" in down.stdout and "server-0" in down.stdout
+    assert not any(F._alive(p) for p in state["pids"].values())
+
+
+def test_an_unreachable_farm_is_reported_fast_and_the_build_plans_locally(tmp_path):
+    """A client config whose scheduler does not answer: configure's query returns within
+    seconds with a warning and the local job plan (no hang, no failure)."""
+    from blackwheel_factory.farm.configs import client_toml
+    from blackwheel_factory.plan import farm_jobs as FJ
+    from blackwheel_factory.plan.jobs import GiB, decide_jobs
+    conf = tmp_path / "client.toml"
+    conf.write_text(client_toml(f"127.0.0.1:{F.free_port()}", "token"))   # nobody listens
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCCACHE_")}
+    env.update(SCCACHE_CONF=str(conf), SCCACHE_SERVER_PORT=str(F.free_port()),
+               SCCACHE_DIR=str(tmp_path / "cache"), SCCACHE_IDLE_TIMEOUT="0",
+               BLACKWHEEL_COMPILER_CACHE="sccache")
+    t0 = time.monotonic()
+    try:
+        st = FJ.farm_status_for_build(env)
+    finally:
+        subprocess.run([F.find_program("sccache"), "--stop-server"], env=env,
+                       capture_output=True, timeout=60)
+    assert time.monotonic() - t0 < FJ.STATUS_TIMEOUT_S + 5
+    assert st is not None and st.state == "not-connected", st
+    local = decide_jobs({}, 2, 20 * GiB, ["marlin_fp4"])
+    d = FJ.decide_farm(local, st, env, 20 * GiB)
+    assert d.compile_jobs == local.jobs and "NOT reachable" in d.warning

@@ -93,8 +93,19 @@ def test_fallback_reasons_group_repeats_without_time_stamps():
            "[2026-12-07T03:14:29Z WARN  sccache::compiler::compiler] [x.o]: Could not perform "
            "distributed compile, falling back to local: error sending request\n"
            "[2026-12-07T03:14:30Z INFO  sccache::server] unrelated\n")
-    reasons = S.fallback_reasons(log)
-    assert len(reasons) == 1 and reasons[0][1] == 2 and "error sending request" in reasons[0][0]
+    log += ("[2026-12-07T03:41:30Z WARN  sccache::compiler::compiler] [m.module_id]: Could not "
+            "perform distributed compile, falling back to local: could not run distributed "
+            "compilation job on ServerId(127.0.0.1:56409): error sending request for url "
+            "(https://127.0.0.1:56409/api/v1/distserver/run_job/20)\n"
+            "[2026-12-07T03:41:31Z WARN  sccache::compiler::compiler] [n.ptx]: Could not "
+            "perform distributed compile, falling back to local: could not run distributed "
+            "compilation job on ServerId(127.0.0.1:56409): error sending request for url "
+            "(https://127.0.0.1:56409/api/v1/distserver/run_job/21)\n")
+    reasons = dict(S.fallback_reasons(log))
+    assert reasons == {"error sending request": 2,
+                       "could not run distributed compilation job on ServerId(127.0.0.1:56409): "
+                       "error sending request for url (https://127.0.0.1:56409/api/v1/"
+                       "distserver/run_job/N)": 2}
 
 
 def _local(jobs_env=None, mem=20 * GiB, cores=2):
@@ -108,8 +119,8 @@ def test_the_farm_sets_compile_jobs_and_links_keep_the_local_bound():
     assert (d.compile_jobs, d.link_jobs, d.warning) == (64, 2, "")
     assert "the farm's 64 cores" in d.reason
     # the client holds one preprocessing per compile in flight
-    d = FJ.decide_farm(local, farm, {}, 9 * GiB)
-    assert d.compile_jobs == 8 and "client-memory-bound" in d.reason
+    d = FJ.decide_farm(local, farm, {}, 9 * GiB)     # (9 - 1 headroom) GiB / 512 MiB
+    assert d.compile_jobs == 16 and "client-memory-bound" in d.reason
     # MAX_JOBS stays a hard override
     d = FJ.decide_farm(decide_jobs({"MAX_JOBS": "5"}, 2, 24 * GiB, []), farm, {}, 80 * GiB)
     assert d.compile_jobs == 5 and "MAX_JOBS=5" in d.reason

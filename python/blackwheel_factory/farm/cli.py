@@ -15,9 +15,15 @@ import sys
 from pathlib import Path
 
 DEFAULT_DIR = Path(".farm")
-# Measured on this project's 2-core CI machine, loopback, sccache 0.16.0 (docs/FARM.md).
-DEFAULT_OVERHEAD_S = 2.5
-DEFAULT_UPLOAD_S = 45.0
+# Measured on this project's 2-core machine, loopback, sccache 0.16.0, nvcc 13.0.88
+# (benchmarks/bench_farm.py, docs/FARM.md): one distributed nvcc compile costs 1.2 s
+# more than a local one (4 remote jobs: cudafe++, cicc, ptxas, host g++); the first
+# compile on a new server 8.5 s more (packaging + upload of the four toolchains).
+# Client steps: the 16-core complete flash_attn build spent 19 s outside its compiles.
+# Local fraction: preprocessing of a Marlin TU is 3.2 s of 28 s; the FA TUs (200-500 s)
+# preprocess the same CUTLASS/cute headers: about 3 % (an estimate).
+DEFAULT_OVERHEAD_S = 1.2
+DEFAULT_UPLOAD_S = 8.5
 DEFAULT_LOCAL_FRACTION = 0.03
 DEFAULT_CLIENT_S = 20.0
 
@@ -49,7 +55,7 @@ def add_arguments(parser) -> None:
                    help="share of a job run on the client (preprocessing, fatbinary)")
     p.add_argument("--client-cores", type=int, default=16)
     p.add_argument("--client-s", type=float, default=DEFAULT_CLIENT_S,
-                   help="configure, link, ABI check, packaging (default 20)")
+                   help=f"configure, link, ABI check, packaging (default {DEFAULT_CLIENT_S})")
     p.add_argument("--local-cores", type=int, default=None,
                    help="also predict a local build on this many cores (to check against "
                         "the measured wall time)")

@@ -147,12 +147,21 @@ _FALLBACK = re.compile(r"(falling back to local|Could not perform distributed co
 _STAMP = re.compile(r"^\[[^\]]*\]\s*")
 
 
-def fallback_reasons(log_text: str, limit: int = 5) -> list[tuple[str, int]]:
-    """The distinct fallback messages of an sccache error log (SCCACHE_ERROR_LOG), most
-    frequent first, with their counts; the time stamp is dropped so repeats group."""
+_REASON = re.compile(r"falling back to local:\s*(.*)$", re.IGNORECASE)
+_VARIABLE = re.compile(r"(run_job|job)/\d+|Job \d+")
+
+
+def fallback_reasons(log_text: str, limit: int = 5, width: int = 200) -> list[tuple[str, int]]:
+    """Why compiles fell back to local, from an sccache error log (SCCACHE_ERROR_LOG):
+    the distinct reasons (the text after "falling back to local:", without the file
+    and the job number, cut to ``width``), most frequent first, with their counts."""
     counts: dict[str, int] = {}
     for line in log_text.splitlines():
-        if _FALLBACK.search(line):
-            msg = _STAMP.sub("", line).strip()
-            counts[msg] = counts.get(msg, 0) + 1
+        if not _FALLBACK.search(line):
+            continue
+        m = _REASON.search(line)
+        msg = m.group(1) if m else _STAMP.sub("", line)
+        msg = _VARIABLE.sub(lambda v: v.group(0).split("/")[0] + "/N" if "/" in v.group(0)
+                            else "Job N", msg.strip())[:width]
+        counts[msg] = counts.get(msg, 0) + 1
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]

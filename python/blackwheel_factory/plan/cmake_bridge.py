@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--archs", default="", help="value of -C cmake.define.BLACKWHEEL_ARCHS")
     p.add_argument("--kernels", default="", help="value of -C cmake.define.BLACKWHEEL_KERNELS")
     p.add_argument("--nvcc", type=Path, default=None)
+    p.add_argument("--compiler-cache", default="",
+                   help="value of -DBLACKWHEEL_COMPILER_CACHE (a farm is asked only for sccache)")
     p.add_argument("--flags-json", type=Path, default=None, help="record: compile flags from CMake")
     p.add_argument("--product", default=KERNEL_PACK,
                    help=f"what is built: {KERNEL_PACK} (blackwheel.toml) or a products/<name>.toml")
@@ -69,13 +71,17 @@ def stage_toolchain(args) -> int:
     return 0
 
 
-def _jobs(plan) -> dict:
+def _jobs(plan, compiler_cache: str = "") -> dict:
     """Job counts: memory-aware default from blackwheel_factory.plan.jobs; MAX_JOBS and
-    NVCC_THREADS honoured."""
+    NVCC_THREADS honoured; with an sccache-dist farm (SCCACHE_CONF [dist]) the compile
+    pool follows the farm (plan/farm_jobs.py)."""
     from blackwheel_factory.plan import jobs as J
     from blackwheel_factory.plan import farm_jobs as FJ
     decision = J.decide_for_host(os.environ, [f.name for f in plan.families])
-    farm = FJ.decide_farm(decision, FJ.farm_status_for_build(os.environ), os.environ,
+    env = dict(os.environ)
+    if compiler_cache:          # -DBLACKWHEEL_COMPILER_CACHE wins over the environment
+        env["BLACKWHEEL_COMPILER_CACHE"] = compiler_cache
+    farm = FJ.decide_farm(decision, FJ.farm_status_for_build(env), env,
                           decision.mem_available_bytes)
     if farm.farm:
         from blackwheel_factory.farm.status import FarmStatus
@@ -114,7 +120,7 @@ def stage_kernels(args) -> int:
     dirs = S.prepare(config, plan.sources, cache, log=print, root=src_root)
     # our own csrc/ too: nvcc's internal symbol names follow the source's real path
     dirs["own"] = S.stage_tree(config.path.parent / "csrc", src_root, "blackwheel-csrc", log=print)
-    jobs = _jobs(plan)
+    jobs = _jobs(plan, args.compiler_cache)
     print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
           f"({jobs['reason']})")
     lines = ["# written by python -m blackwheel_factory plan --stage kernels"]
