@@ -38,6 +38,12 @@ def add_arguments(parser) -> None:
         p.add_argument("--host", default="127.0.0.1",
                        help="address the scheduler and servers are reached at (default 127.0.0.1)")
         p.add_argument("--bwrap", default="/usr/bin/bwrap", help="bubblewrap on the servers")
+        if name == "configs":
+            p.add_argument("--scheduler", default=None,
+                           help="HOST:PORT of the scheduler on another host (e.g. 10.0.0.1:10600)")
+            p.add_argument("--server-addrs", default="",
+                           help="comma-separated HOST:PORT of each build server; each gets "
+                                "a token made for its address")
     p = sub.add_parser("down", help="stop the processes `farm up` started")
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     p.add_argument("--only", default=None, help="one process, e.g. server-1")
@@ -63,9 +69,13 @@ def add_arguments(parser) -> None:
 
 def _up(args, start: bool) -> int:
     from blackwheel_factory.farm import cluster as F
-    layout = F.write_farm(args.dir, args.servers, args.host, bwrap=args.bwrap)
-    print(f"farm configs in {layout.root}: scheduler.toml, server-0..{args.servers - 1}.toml, "
-          f"client.toml (secrets: mode 600)")
+    addrs = [a.strip() for a in getattr(args, "server_addrs", "").split(",") if a.strip()]
+    layout = F.write_farm(args.dir, args.servers, args.host, bwrap=args.bwrap,
+                          scheduler_addr=getattr(args, "scheduler", None),
+                          server_addrs=addrs or None)
+    print(f"farm configs in {layout.root}: scheduler.toml ({layout.scheduler}), "
+          + ", ".join(f"server-{i}.toml ({a})" for i, a in enumerate(layout.servers))
+          + ", client.toml (secrets: mode 600)")
     if start:
         state = F.start(layout.root, bwrap=args.bwrap)
         print(f"scheduler http://{state['scheduler']} (pid {state['pids']['scheduler']}), "

@@ -27,6 +27,7 @@ from pathlib import Path
 from blackwheel_factory.farm import configs as C
 
 STATE = "farm.json"
+REMOTE_SERVER_DIR = Path("/var/lib/sccache-dist")   # a build server's dirs on its own host
 
 
 class FarmError(RuntimeError):
@@ -114,10 +115,21 @@ def _save_state(root: Path, state: dict) -> None:
 
 
 def write_farm(root: Path, servers: int = 2, host: str = "127.0.0.1",
-               sccache_dist: str | None = None, bwrap: str = "/usr/bin/bwrap") -> Layout:
-    """Configs with fresh tokens and free ports; refuses a dir whose farm still runs."""
+               sccache_dist: str | None = None, bwrap: str = "/usr/bin/bwrap",
+               scheduler_addr: str | None = None,
+               server_addrs: list[str] | None = None) -> Layout:
+    """Configs with fresh tokens; refuses a dir whose farm still runs. Addresses: free
+    ports on ``host`` (a one-host try-out), or the given ones (a farm across hosts:
+    each server's token is made for its own address)."""
+    if server_addrs:
+        servers = len(server_addrs)
     if servers < 1:
         raise FarmError(f"--servers {servers}: a farm needs at least one build server")
+    try:
+        for a in [scheduler_addr or "h:1", *(server_addrs or [])]:
+            C.scheduler_url(a)
+    except C.FarmConfigError as e:
+        raise FarmError(str(e)) from None
     root = root.resolve()
     if (root / STATE).is_file() and any(_alive(p) for p in _pids(load_state(root))):
         raise FarmError(f"a farm started from {root} is still running: "
@@ -126,15 +138,19 @@ def write_farm(root: Path, servers: int = 2, host: str = "127.0.0.1",
     root.mkdir(parents=True, exist_ok=True)
     key = generate_key(sd)
     client_token = generate_key(sd)      # any secret string works as the client token
-    sched = f"{host}:{free_port(host)}"
+    sched = scheduler_addr or f"{host}:{free_port(host)}"
     addrs = []
     for i in range(servers):
-        addr = f"{host}:{free_port(host)}"
+        addr = server_addrs[i] if server_addrs else f"{host}:{free_port(host)}"
         addrs.append(addr)
-        spec = C.ServerSpec(addr, root / f"server-{i}" / "toolchains",
-                            root / f"server-{i}" / "build", server_token(sd, key, addr))
-        spec.cache_dir.mkdir(parents=True, exist_ok=True)
-        spec.build_dir.mkdir(parents=True, exist_ok=True)
+        # one host: dirs under the farm dir; other hosts: a path on that server (created
+        # by sccache-dist's parent dir there: mkdir -p /var/lib/sccache-dist)
+        base = REMOTE_SERVER_DIR if server_addrs else root / f"server-{i}"
+        spec = C.ServerSpec(addr, base / "toolchains", base / "build",
+                            server_token(sd, key, addr))
+        if not server_addrs:
+            spec.cache_dir.mkdir(parents=True, exist_ok=True)
+            spec.build_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(root / f"server-{i}.toml", C.server_toml(spec, sched, bwrap))
     _atomic_write(root / "scheduler.toml", C.scheduler_toml(sched, client_token, key))
     _atomic_write(root / "client.toml", C.client_toml(sched, client_token))

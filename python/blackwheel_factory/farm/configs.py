@@ -29,7 +29,6 @@ class ServerSpec:
     cache_dir: Path           # toolchains uploaded by clients
     build_dir: Path           # overlay builder's scratch
     token: str                # jwt for this addr, signed with the scheduler's key
-    bind: str | None = None   # listen address when it differs from addr (NAT, 0.0.0.0)
 
 
 def _addr(addr: str, what: str) -> str:
@@ -57,10 +56,9 @@ def server_toml(spec: ServerSpec, scheduler_addr: str, bwrap: str = "/usr/bin/bw
     if not spec.token:
         raise FarmConfigError(f"server {spec.addr}: no token; make one with `sccache-dist auth "
                               f"generate-jwt-hs256-server-token --server {spec.addr} ...`")
-    bind = f"bind_address = {_q(_addr(spec.bind, 'bind address'))}\n" if spec.bind else ""
     return (f"# sccache-dist build server {spec.addr} (root, overlayfs, bubblewrap)\n"
             f"cache_dir = {_q(spec.cache_dir)}\n"
-            f"public_addr = {_q(_addr(spec.addr, 'server address'))}\n{bind}"
+            f"public_addr = {_q(_addr(spec.addr, 'server address'))}\n"
             f"scheduler_url = {_q(scheduler_url(scheduler_addr))}\n\n"
             f"[builder]\ntype = \"overlay\"\nbuild_dir = {_q(spec.build_dir)}\n"
             f"bwrap_path = {_q(bwrap)}\n\n"
