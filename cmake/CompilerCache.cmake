@@ -146,6 +146,17 @@ function(blackwheel_compiler_cache)
       execute_process(COMMAND "${program}" --show-stats --stats-format=json
         OUTPUT_FILE "${CMAKE_BINARY_DIR}/blackwheel-cache-stats-before.json"
         RESULT_VARIABLE rc ERROR_QUIET)
+      # sccache-dist: why a compile fell back to local is only in sccache's error log;
+      # remember where it is and how long it was, so the report reads this build's part.
+      set(errlog "")
+      set(errlog_size 0)
+      if(DEFINED ENV{SCCACHE_ERROR_LOG} AND NOT "$ENV{SCCACHE_ERROR_LOG}" STREQUAL "")
+        set(errlog "$ENV{SCCACHE_ERROR_LOG}")
+        if(EXISTS "${errlog}")
+          file(SIZE "${errlog}" errlog_size)
+        endif()
+      endif()
+      file(WRITE "${CMAKE_BINARY_DIR}/blackwheel-sccache-error-log.txt" "${errlog}\n${errlog_size}\n")
     elseif(tool STREQUAL "ccache")
       execute_process(COMMAND "${program}" --print-stats
         OUTPUT_FILE "${CMAKE_BINARY_DIR}/blackwheel-cache-stats-before.tsv"

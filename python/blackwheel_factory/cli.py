@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "abi-check": ("blackwheel_factory.checks.abi", "resolve every undefined symbol of a wheel/.so against the locked torch"),
     "verify": ("blackwheel_factory.checks.verify", "list cubins/resources per arch and check them; compare two wheels"),
     "repair": ("blackwheel_factory.packaging.repair", "auditwheel repair without vendoring torch/CUDA"),
+    "farm": ("blackwheel_factory.farm.cli", "sccache-dist compile farm: up/down/status, plan a farm from a job log"),
     "build-report": ("blackwheel_factory.compile.report", "time/cache report of the last build from ninja's log"),
     "publish": ("blackwheel_factory.publishing.publish", "verify, upload with twine, read back and compare sha256"),
     "index": ("blackwheel_factory.publishing.index", "write a static PEP 503/691 index for a directory of wheels"),

@@ -99,26 +99,33 @@ VARIANTS = {
 }
 
 
+def build_variant(root: Path, name: str) -> tuple[Path, tuple[str, str, str, str]]:
+    """One clean local build of VARIANTS[name] under ``root`` (compiler cache off):
+    (the wheel, the facts that differ between variants)."""
+    v = VARIANTS[name]
+    src = _checkout_copy(root / name / v["src"])
+    cache = _seeded_cache(root / name / v["cache"])
+    home = root / name / v["home"]
+    home.mkdir(parents=True)
+    out = root / name / "dist"
+    r = _build(src, out, root / name / v["build"], "12.0a", BLACKWHEEL_CACHE=str(cache),
+               HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert list((cache / "manifests").glob("vllm-*.json")), f"{cache} was not the build's cache"
+    return _wheel(out), (str(src), str(root / name / v["build"]), str(cache), str(home))
+
+
 @pytest.fixture(scope="module")
-def two_builds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wheelbuild")
-    wheels, facts = [], []
-    for name, v in VARIANTS.items():
-        src = _checkout_copy(root / name / v["src"])
-        cache = _seeded_cache(root / name / v["cache"])
-        home = root / name / v["home"]
-        home.mkdir(parents=True)
-        out = root / name / "dist"
-        r = _build(src, out, root / name / v["build"], "12.0a", BLACKWHEEL_CACHE=str(cache),
-                   HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
-        assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-        wheels.append(_wheel(out))
-        facts.append((str(src), str(root / name / v["build"]), str(cache), str(home)))
+def two_builds(tmp_path_factory, marlin_local_build):
+    # variant "a" is the session's local marlin_fp4 build (conftest.py), shared with
+    # tests/builds/test_farm.py (the farm's wheel must equal it)
+    wheels, facts = [marlin_local_build[0]], [marlin_local_build[1]]
+    wheel, fact = build_variant(tmp_path_factory.mktemp("wheelbuild"), "b")
+    wheels.append(wheel)
+    facts.append(fact)
     # the two builds really differ: every path, and every path's length
     for x, y in zip(*facts):
         assert x != y and len(x) != len(y), (x, y)
-    for cache in (root / n / v["cache"] for n, v in VARIANTS.items()):
-        assert list((cache / "manifests").glob("vllm-*.json")), f"{cache} was not the build's cache"
     return wheels
 
 

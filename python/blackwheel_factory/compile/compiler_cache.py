@@ -147,15 +147,20 @@ def find_program(tool: str) -> str | None:
     return shutil.which(tool) or shutil.which(tool, path=sysconfig.get_path("scripts"))
 
 
-def query_stats(program: str, timeout: float = 30.0) -> CacheStats:
-    """Current stats of the cache (effect: runs the tool)."""
+def query_stats_text(program: str, timeout: float = 30.0) -> str:
+    """The tool's stats output as text (effect: runs the tool)."""
     tool = tool_name(program)
     if tool is None:
         raise CacheStatsError(f"{program}: not sccache or ccache")
     cmd = ([program, "--show-stats", "--stats-format=json"] if tool == "sccache"
            else [program, "--print-stats"])
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True).stdout
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              check=True).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise CacheStatsError(f"`{' '.join(cmd)}` failed: {e}") from None
-    return parse_stats(tool, out)
+
+
+def query_stats(program: str, timeout: float = 30.0) -> CacheStats:
+    """Current stats of the cache (effect: runs the tool)."""
+    return parse_stats(tool_name(program) or "", query_stats_text(program, timeout))

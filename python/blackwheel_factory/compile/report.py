@@ -193,6 +193,8 @@ def format_report(summary: BuildSummary, cache: dict | None, build_dir: str) -> 
                                           for k in kinds))
         if cache.get("location"):
             out.append(f"    location: {cache['location']}")
+        if cache.get("farm"):
+            out += format_farm(cache["farm"])
     if summary.builds_in_log > 1:
         out.append(f"  ({summary.builds_in_log} builds in the log; this is the last one that ran "
                    f"steps. A no-op rebuild adds none.)")
@@ -238,7 +240,62 @@ def cache_report(build_dir: Path) -> dict | None:
             scope += f"; no per-build delta: {e}"
     d = stats.as_dict()
     d["scope"] = scope
+    if tool == "sccache":
+        d["farm"] = farm_report(build_dir, program)
     return d
+
+
+ERROR_LOG_NOTE = "blackwheel-sccache-error-log.txt"   # written by cmake/CompilerCache.cmake
+
+
+def farm_report(build_dir: Path, program: str) -> dict | None:
+    """sccache-dist's share of this build: jobs per build server, local compiles, failed
+    distributions and their reasons (sccache's error log since configure). None when
+    no compile of this client server ever tried the farm."""
+    from blackwheel_factory.farm import status as FS
+    try:
+        after = FS.parse_dist_stats(cc.query_stats_text(program))
+    except (cc.CacheStatsError, FS.FarmStatusError) as e:
+        return {"error": str(e)}
+    stats, scope = after, "since the cache server started"
+    before_file = build_dir / cc.BEFORE_JSON
+    if before_file.is_file():
+        try:
+            stats = after.minus(FS.parse_dist_stats(before_file.read_text()))
+            scope = "this build (since configure)"
+        except FS.FarmStatusError as e:
+            scope += f"; no per-build delta: {e}"
+    note = build_dir / ERROR_LOG_NOTE
+    reasons: list = []
+    log_path = ""
+    if note.is_file():
+        log_path, _, size = note.read_text().partition("\n")
+        if log_path and Path(log_path).is_file():
+            with open(log_path, "rb") as f:
+                f.seek(int(size.strip() or 0))
+                reasons = FS.fallback_reasons(f.read().decode(errors="replace"))
+    if not stats.per_server and not stats.errors and not after.per_server and not after.errors:
+        return None
+    d = stats.as_dict()
+    d.update(scope=scope, fallback_reasons=[{"message": m, "count": n} for m, n in reasons],
+             error_log=log_path)
+    return d
+
+
+def format_farm(farm: dict) -> list[str]:
+    if "error" in farm:
+        return [f"  farm: {farm['error']}"]
+    out = [f"  farm (sccache-dist, {farm['scope']}): {farm['distributed']} compile jobs "
+           f"distributed, {farm['local']} compiled locally ({farm['dist_errors']} after a "
+           f"failed distribution), {farm['hits']} cache hits"]
+    for server, n in farm["per_server"].items():
+        out.append(f"    {server}: {n} jobs")
+    for r in farm["fallback_reasons"]:
+        out.append(f"    fell back to local x{r['count']}: {r['message'][:240]}")
+    if farm["local"] and not farm["fallback_reasons"]:
+        out.append("    (why: set SCCACHE_ERROR_LOG=FILE and SCCACHE_LOG=warn before the "
+                   "build; compiles that never tried the farm leave no message)")
+    return out
 
 
 def add_arguments(parser) -> None:

@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--archs", default="", help="value of -C cmake.define.BLACKWHEEL_ARCHS")
     p.add_argument("--kernels", default="", help="value of -C cmake.define.BLACKWHEEL_KERNELS")
     p.add_argument("--nvcc", type=Path, default=None)
+    p.add_argument("--compiler-cache", default="",
+                   help="value of -DBLACKWHEEL_COMPILER_CACHE (a farm is asked only for sccache)")
     p.add_argument("--flags-json", type=Path, default=None, help="record: compile flags from CMake")
     p.add_argument("--libraries", default="",
                    help="record: the extension files of an upstream-cmake product (comma-separated)")
@@ -71,12 +73,24 @@ def stage_toolchain(args) -> int:
     return 0
 
 
-def _jobs(plan) -> dict:
+def _jobs(plan, compiler_cache: str = "") -> dict:
     """Job counts: memory-aware default from blackwheel_factory.plan.jobs; MAX_JOBS and
-    NVCC_THREADS honoured."""
+    NVCC_THREADS honoured; with an sccache-dist farm (SCCACHE_CONF [dist]) the compile
+    pool follows the farm (plan/farm_jobs.py)."""
     from blackwheel_factory.plan import jobs as J
+    from blackwheel_factory.plan import farm_jobs as FJ
     decision = J.decide_for_host(os.environ, [f.name for f in plan.families])
-    return {"jobs": decision.jobs, "nvcc_threads": decision.nvcc_threads, "reason": decision.reason}
+    env = dict(os.environ)
+    if compiler_cache:          # -DBLACKWHEEL_COMPILER_CACHE wins over the environment
+        env["BLACKWHEEL_COMPILER_CACHE"] = compiler_cache
+    farm = FJ.decide_farm(decision, FJ.farm_status_for_build(env), env,
+                          decision.mem_available_bytes)
+    if farm.farm:
+        from blackwheel_factory.farm.status import FarmStatus
+        print(f"blackwheel: {FarmStatus(**farm.farm).describe()}")
+    return {"jobs": farm.compile_jobs, "link_jobs": farm.link_jobs,
+            "nvcc_threads": decision.nvcc_threads, "reason": farm.reason,
+            "farm": farm.farm, "farm_warning": farm.warning}
 
 
 def _product_config(args):
@@ -108,7 +122,7 @@ def stage_kernels(args) -> int:
     dirs = S.prepare(config, plan.sources, cache, log=print, root=src_root)
     # our own csrc/ too: nvcc's internal symbol names follow the source's real path
     dirs["own"] = S.stage_tree(config.path.parent / "csrc", src_root, "blackwheel-csrc", log=print)
-    jobs = _jobs(plan)
+    jobs = _jobs(plan, args.compiler_cache)
     print(f"blackwheel: {jobs['jobs']} parallel compile job(s), nvcc --threads {jobs['nvcc_threads']} "
           f"({jobs['reason']})")
     lines = ["# written by python -m blackwheel_factory plan --stage kernels"]
@@ -135,6 +149,8 @@ def stage_kernels(args) -> int:
     lines.append(f"set(BW_MANYLINUX_POLICY {plat.removesuffix('_x86_64').removesuffix('_aarch64')})")
     lines.append(f"set(BW_JOBS {jobs['jobs']})")
     lines.append(f"set(BW_NVCC_THREADS {jobs['nvcc_threads']})")
+    lines.append(f"set(BW_LINK_JOBS {jobs['link_jobs']})")
+    lines.append(f"set(BW_FARM_WARNING {_cmake_str(jobs['farm_warning'])})")
     lines.append(f"set(BW_SOURCE_DATE_EPOCH {config.source_date_epoch})")
     lines += _product_lines(product, dirs)
     _atomic_write(args.out, "\n".join(lines) + "\n")
