@@ -93,27 +93,7 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def two_builds(tmp_path_factory):
-    root = tmp_path_factory.mktemp("wheelbuild")
-    wheels, facts = [], []
-    for name, v in VARIANTS.items():
-        src = _checkout_copy(root / name / v["src"])
-        cache = _seeded_cache(root / name / v["cache"])
-        home = root / name / v["home"]
-        home.mkdir(parents=True)
-        out = root / name / "dist"
-        r = _build(src, out, root / name / v["build"], "12.0a", BLACKWHEEL_CACHE=str(cache),
-                   HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
-        assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
-        wheels.append(_wheel(out))
-        facts.append((str(src), str(root / name / v["build"]), str(cache), str(home)))
-    # the two builds really differ: every path, and every path's length
-    for x, y in zip(*facts):
-        assert x != y and len(x) != len(y), (x, y)
-    for cache in (root / n / v["cache"] for n, v in VARIANTS.items()):
-        assert list((cache / "manifests").glob("vllm-*.json")), f"{cache} was not the build's cache"
-    return wheels
+# `two_builds` (session-scoped, shared with test_image.py): tests/builds/conftest.py
 
 
 def test_two_clean_builds_are_byte_identical(two_builds):
