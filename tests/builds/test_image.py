@@ -90,37 +90,56 @@ def _build(store: Path, tag: str, index: str, log: Path, *extra: str) -> subproc
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory, two_builds, fa_wheel):
+def built_wheels(request) -> list[Path]:
+    """This session's kernel pack and reduced flash_attn (conftest.py). For iterating on this
+    file alone, BLACKWHEEL_IMAGE_TEST_WHEELS=DIR takes both from an earlier build instead
+    (CI does not set it)."""
+    d = os.environ.get("BLACKWHEEL_IMAGE_TEST_WHEELS")
+    if d:
+        found = [sorted(Path(d).glob(f"{n}-*.whl")) for n in ("blackwheel", "flash_attn")]
+        assert all(len(f) == 1 for f in found), found
+        return [f[0] for f in found]
+    return [request.getfixturevalue("two_builds")[0], request.getfixturevalue("fa_wheel")]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, built_wheels):
     root = tmp_path_factory.mktemp("image")
     times: dict[str, float] = {}
     out: dict = {"root": root, "times": times}
     stores = {k: root / f"store-{k}" for k in "ab"}
-    server = PyPIServer(root / "server", users={USER: PASSWORD})
-    pool = ThreadPoolExecutor(max_workers=3)
+    # one index per build: pypiserver's wsgiref server answers one request at a time, and a
+    # 550 MB torch download to one pip must not time the other pip out
+    servers = {k: PyPIServer(root / f"server-{k}", users={USER: PASSWORD}) for k in "ab"}
+    pool = ThreadPoolExecutor(max_workers=4)
     t_all = time.monotonic()
     try:
         # 1 | 2: the base OS (network: Debian mirror) while the index is filled
         base = pool.submit(_timed, times, "base_os", factory, "image", "base-os", "--tar", str(root / "base.tar"),
                            "--storage", str(stores["a"]), "--log", str(root / "base-os.log"))
         dist = root / "dist"
-        for w in (two_builds[0], fa_wheel):
+        for w in built_wheels:
             r = factory("repair", str(w), "-w", str(dist))
             assert r.returncode == 0, r.stdout + r.stderr
         wheels = sorted(dist.glob("*.whl"))
         assert [w.name.split("-")[0] for w in wheels] == ["blackwheel", "flash_attn"], wheels
-        server.start()
-        index = server.url_with(USER, PASSWORD) + "simple/"
-        r = factory("publish", *map(str, wheels), "--repository-url", server.url,
+        for s in servers.values():
+            s.start()
+        index = {k: s.url_with(USER, PASSWORD) + "simple/" for k, s in servers.items()}
+        r = factory("publish", *map(str, wheels), "--repository-url", servers["a"].url,
                     env={"TWINE_USERNAME": USER, "TWINE_PASSWORD": PASSWORD})
         assert r.returncode == 0, r.stdout + r.stderr
         from blackwheel_factory.inputs.config import load_lock
         lock = load_lock(REPO / "torch-lock.toml")
         mirror = root / "mirror"
         _timed(times, "mirror", pip_download, mirror, *map(str, wheels), f"torch=={lock.public_version}")
-        pkgs = server.root / "packages"
+        pkgs = servers["a"].root / "packages"
         for f in mirror.iterdir():
             if not (pkgs / f.name).exists():
                 os.link(f, pkgs / f.name)
+        pkgs_b = servers["b"].root / "packages"
+        for f in pkgs.iterdir():
+            os.link(f, pkgs_b / f.name)
         out["index_files"] = sorted(p.name for p in pkgs.iterdir())
         out["index_bytes"] = sum(p.stat().st_size for p in pkgs.iterdir())
         r = base.result()
@@ -134,7 +153,7 @@ def images(tmp_path_factory, two_builds, fa_wheel):
         # 3: the same inputs, two stores, at once
         args = ["--wheel", *map(str, wheels), "--resolve-from", str(pkgs)]
         t = time.monotonic()
-        futs = {k: pool.submit(_build, stores[k], TAG, index, root / f"build-{k}.log", *args,
+        futs = {k: pool.submit(_build, stores[k], TAG, index[k], root / f"build-{k}.log", *args,
                                "--lock-out", str(root / f"lock-{k}.txt"), "--record", str(root / f"record-{k}.json"))
                 for k in "ab"}
         out["build"] = {k: f.result() for k, f in futs.items()}
@@ -161,41 +180,41 @@ def images(tmp_path_factory, two_builds, fa_wheel):
             buildah(stores["a"], "rm", c)
 
         def failing():
-            fa = next(pkgs.glob("flash_attn-*.whl"))
+            fa = next(pkgs_b.glob("flash_attn-*.whl"))
             good = fa.read_bytes()
             fa.unlink()                          # the published file, replaced on the index
             fa.write_bytes(good + b"\0tampered")
             try:
-                out["tampered"] = _build(stores["b"], "localhost/blackwheel-base:tampered", index,
+                out["tampered"] = _build(stores["b"], "localhost/blackwheel-base:tampered", index["b"],
                                          root / "tampered.log", "--requirements", str(root / "lock-a.txt"))
             finally:
                 fa.unlink()
                 fa.write_bytes(good)
-            out["wrong_lock"] = wrong_torch_lock(root, wheels, index, pkgs)
+            out["wrong_lock"] = wrong_torch_lock(root, wheels, pkgs_b)
             if isinstance(out["wrong_lock"], str):
                 out["wrong"] = None
                 return
-            out["wrong"] = _build(stores["b"], "localhost/blackwheel-base:wrong", index, root / "wrong.log",
+            out["wrong"] = _build(stores["b"], "localhost/blackwheel-base:wrong", index["b"], root / "wrong.log",
                                   "--requirements", str(out["wrong_lock"]))
             out["wrong_images"] = buildah(stores["b"], "images", "--format", "{{.Name}}:{{.Tag}}").stdout
 
-        t = time.monotonic()
-        fa_, fb_ = pool.submit(app), pool.submit(failing)
-        fa_.result()
-        times["app"] = round(time.monotonic() - t, 1)
-        fb_.result()
-        times["app_and_failing_builds"] = round(time.monotonic() - t, 1)
+        # 5 (at the same time): every blob of the image as stored, and the history, for the password
+        def scan():
+            out["history"] = buildah(stores["a"], "inspect", "--type", "image", TAG).stdout
+            if not (root / "export-a").exists():
+                r = _timed(times, "export", buildah, stores["a"], "push", "-q", "--disable-compression",
+                           TAG, f"dir:{root / 'export-a'}")
+                assert r.returncode == 0, r.stdout + r.stderr
+            out["scan"] = _timed(times, "scan", factory, "image", "scan", str(root / "export-a"),
+                                 "--secret-env", "BW_TEST_INDEX_PASSWORD", "--user", USER,
+                                 env={"BW_TEST_INDEX_PASSWORD": PASSWORD})
 
-        # 5: every blob of the image as stored, and the history, for the password
-        out["history"] = buildah(stores["a"], "inspect", "--type", "image", TAG).stdout
         t = time.monotonic()
-        r = buildah(stores["a"], "push", "-q", "--disable-compression", TAG, f"dir:{root / 'export-a'}") \
-            if not (root / "export-a").exists() else None
-        assert r is None or r.returncode == 0, r.stdout + r.stderr
-        times["export"] = round(time.monotonic() - t, 1)
-        out["scan"] = _timed(times, "scan", factory, "image", "scan", str(root / "export-a"),
-                             "--secret-env", "BW_TEST_INDEX_PASSWORD", "--user", USER,
-                             env={"BW_TEST_INDEX_PASSWORD": PASSWORD})
+        jobs = {name: pool.submit(_timed, times, name, fn) for name, fn in
+                (("app", app), ("failing_builds", failing), ("export_and_scan", scan))}
+        for j in jobs.values():
+            j.result()
+        times["app_failing_scan"] = round(time.monotonic() - t, 1)
         out["logs"] = "".join(p.read_text() for p in sorted(root.glob("*.log")))
         times["total"] = round(time.monotonic() - t_all, 1)
         print("\nimage test times (s):", json.dumps(times), file=sys.stderr)
@@ -204,7 +223,8 @@ def images(tmp_path_factory, two_builds, fa_wheel):
         yield out
     finally:
         pool.shutdown(wait=True)
-        server.stop()
+        for s in servers.values():
+            s.stop()
         sys.path.insert(0, str(REPO / "python"))
         from blackwheel_factory.image.buildah import Store
         for s in stores.values():
@@ -214,7 +234,7 @@ def images(tmp_path_factory, two_builds, fa_wheel):
             shutil.rmtree(d, ignore_errors=True)
 
 
-def wrong_torch_lock(root: Path, wheels: list[Path], index: str, pkgs: Path) -> Path | str:
+def wrong_torch_lock(root: Path, wheels: list[Path], pkgs: Path) -> Path | str:
     """A lock that pins torch 2.13.0+cpu with its real sha256 (plus our wheels and the deps),
     as a stale or hand-edited lock would: resolved by pip like `constraints` does, without
     the check against torch-lock.toml that `constraints` makes (the image's guard must catch it)."""
