@@ -8,11 +8,12 @@ One module fixture does the work, in parallel where the machine allows (2 cores)
      into store A; the same tar into store B (two stores: two builds from scratch)
   2. the wheels repaired and published (`publish`: verify, twine, read back), torch mirrored
   3. `image build` twice at once, one per store, each writing the lock (`constraints`) itself
-  4. store A: the application image FROM the base (ci/image-app), run with `buildah run`;
-     store B meanwhile: a build against a tampered wheel on the index, then one whose lock pins
-     torch 2.13.0+cpu (the guard must stop it)
-  5. store A's image exported as stored; every blob scanned for the index password
-The tests then check what each step left. About 8-10 minutes on 2 cores.
+  4. at once: store A: the application image FROM the base (ci/image-app), run with
+     `buildah run`; store B: a build against a tampered wheel on the index, then one whose
+     lock pins torch 2.13.0+cpu (the guard must stop it); store A's image exported as
+     stored and every blob scanned for the index password
+The tests then check what each step left. Each build has its own pypiserver (its wsgiref
+server answers one request at a time).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 from publish_helpers import PyPIServer  # noqa: E402
 
 pytestmark = pytest.mark.build
@@ -324,4 +326,6 @@ def test_the_password_is_in_no_layer_and_no_history_entry(images):
     r = images["scan"]
     assert r.returncode == 0, r.stdout + r.stderr
     assert "clean: 4 blobs" in r.stdout and "2 layers" in r.stdout
+    read = int(r.stdout.split(" bytes read")[0].rsplit(" ", 1)[1])
+    assert read >= images["record"]["a"]["size"]                          # every layer byte
     assert PASSWORD not in images["logs"]

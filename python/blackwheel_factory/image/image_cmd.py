@@ -209,14 +209,16 @@ def cmd_scan(args) -> int:
     if args.user:
         needles.append(base64.b64encode(f"{args.user}:{secret}".encode()))
     ex = read_export(Path(args.export))
-    found = scan(ex, needles)
+    read: list[int] = []
+    found = scan(ex, needles, read)
     nblobs = 2 + len(ex.layer_digests)
     if found:
         for label, what in found:
             print(f"FOUND in {label}: {what}")
         return 1
     print(f"clean: {nblobs} blobs of {ex.digest} (manifest, config with {len(ex.config.get('history', []))} "
-          f"history entries, {len(ex.layer_digests)} layers) hold no trace of ${args.secret_env}")
+          f"history entries, {len(ex.layer_digests)} layers; {read[0]} bytes read) hold no trace of "
+          f"${args.secret_env}")
     return 0
 
 

@@ -192,6 +192,12 @@ def compare(a: Export, b: Export, limit: int = 40) -> list[str]:
         out.append(f"layer {i}: {x[:19]} (A) != {y[:19]} (B): {len(d.changed)} files differ, "
                    f"{len(d.only_a)} only in A, {len(d.only_b)} only in B"
                    + (", same files in another order" if d.reordered else ""))
+        if d.changed:
+            counts: dict[str, int] = {}
+            for _, why in d.changed:
+                for w in why:
+                    counts[w.split()[0]] = counts.get(w.split()[0], 0) + 1
+            out.append("  by attribute: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         out += [f"  {n}: {'; '.join(why)}" for n, why in d.changed[:limit]]
         out += [f"  only in A: {n}" for n in d.only_a[:limit]]
         out += [f"  only in B: {n}" for n in d.only_b[:limit]]
@@ -203,11 +209,13 @@ def compare(a: Export, b: Export, limit: int = 40) -> list[str]:
 
 # --------------------------------------------------------------------------- secret scan
 
-def scan(export: Export, needles: list[bytes]) -> list[tuple[str, str]]:
+def scan(export: Export, needles: list[bytes], read: list | None = None) -> list[tuple[str, str]]:
     """(blob, what) for every blob (manifest, config with the history, every layer as its tar
-    bytes: names, headers and contents) holding one of `needles`."""
+    bytes: names, headers and contents) holding one of `needles`. `read`, when given, gets
+    the number of bytes looked at appended (the proof that every byte was)."""
     needles = [n for n in needles if n]
     found = []
+    total = 0
     keep = max((len(n) for n in needles), default=1) - 1
     items = [("manifest", None, export.manifest_bytes)]
     items += [(f"config {export.manifest['config']['digest'][:19]}",
@@ -217,12 +225,16 @@ def scan(export: Export, needles: list[bytes]) -> list[tuple[str, str]]:
         hits = set()
         if data is not None:
             hits = {n for n in needles if n in data}
+            total += len(data)
         else:
             tail = b""
             with _open_layer(path) as f:
                 for chunk in iter(lambda: f.read(_CHUNK), b""):
+                    total += len(chunk)
                     window = tail + chunk
                     hits |= {n for n in needles if n in window}
                     tail = window[-keep:] if keep else b""
         found += [(label, f"{len(n)}-byte secret") for n in sorted(hits)]
+    if read is not None:
+        read.append(total)
     return found
