@@ -232,8 +232,9 @@ def images(tmp_path_factory, built_wheels):
         for s in stores.values():
             if s.exists():
                 Store(s, "auto").destroy()
-        for d in root.glob("export-*"):
-            shutil.rmtree(d, ignore_errors=True)
+        for d in [*root.glob("export-*"), root / "mirror", *root.glob("server-*/packages"), root / "other-torch"]:
+            shutil.rmtree(d, ignore_errors=True)          # GBs; pytest keeps three sessions' tmp
+        (root / "base.tar").unlink(missing_ok=True)
 
 
 def wrong_torch_lock(root: Path, wheels: list[Path], pkgs: Path) -> Path | str:
