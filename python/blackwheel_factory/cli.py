@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "publish": ("blackwheel_factory.publishing.publish", "verify, upload with twine, read back and compare sha256"),
     "index": ("blackwheel_factory.publishing.index", "write a static PEP 503/691 index for a directory of wheels"),
     "constraints": ("blackwheel_factory.publishing.constraints", "write a hash-pinned requirements file for image builds"),
+    "image": ("blackwheel_factory.image.image_cmd", "base image with buildah: base-os, build, compare, scan"),
 }
 
 

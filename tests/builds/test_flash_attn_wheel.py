@@ -36,19 +36,7 @@ def _factory(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
                           text=True, env=env, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def fa_wheel(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fawheel")
-    src = _checkout_copy(root / "src")
-    env = dict(os.environ, BLACKWHEEL_FA_HEAD_DIMS="32", BLACKWHEEL_FA_DIRECTIONS="fwd,bwd",
-               BLACKWHEEL_FA_DTYPES="bf16", BLACKWHEEL_ARCHS="12.0a", BLACKWHEEL_COMPILER_CACHE="off")
-    env.pop("SOURCE_DATE_EPOCH", None)
-    r = _factory("wheel", "flash-attn", "-w", str(root / "dist"), "--", "--no-build-isolation", "-v",
-                 env=env, cwd=src)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-8000:]
-    wheels = sorted((root / "dist").glob("flash_attn-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
+# `fa_wheel` (session-scoped, shared with test_image.py): tests/builds/conftest.py
 
 
 def test_name_metadata_and_contents(fa_wheel):

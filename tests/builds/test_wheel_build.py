@@ -115,18 +115,7 @@ def build_variant(root: Path, name: str) -> tuple[Path, tuple[str, str, str, str
     return _wheel(out), (str(src), str(root / name / v["build"]), str(cache), str(home))
 
 
-@pytest.fixture(scope="module")
-def two_builds(tmp_path_factory, marlin_local_build):
-    # variant "a" is the session's local marlin_fp4 build (conftest.py), shared with
-    # tests/builds/test_farm.py (the farm's wheel must equal it)
-    wheels, facts = [marlin_local_build[0]], [marlin_local_build[1]]
-    wheel, fact = build_variant(tmp_path_factory.mktemp("wheelbuild"), "b")
-    wheels.append(wheel)
-    facts.append(fact)
-    # the two builds really differ: every path, and every path's length
-    for x, y in zip(*facts):
-        assert x != y and len(x) != len(y), (x, y)
-    return wheels
+# `two_builds` (session-scoped, shared with test_image.py): tests/builds/conftest.py
 
 
 def test_two_clean_builds_are_byte_identical(two_builds):
