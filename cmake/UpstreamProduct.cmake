@@ -84,6 +84,16 @@ function(blackwheel_upstream_finish)
     set_property(TARGET ${t} PROPERTY BW_FAMILY "${upstream_families}")
     set_property(GLOBAL APPEND PROPERTY BW_EXTENSION_TARGETS ${t})
   endforeach()
+  # libraries a target uses that the upstream does not link (BW_UPSTREAM_LINK:
+  # target=lib,lib;...), so that the post-link ABI check finds every symbol's provider
+  foreach(entry IN LISTS BW_UPSTREAM_LINK)
+    string(REPLACE "=" ";" parts "${entry}")
+    list(GET parts 0 t)
+    list(GET parts 1 libs)
+    string(REPLACE "," ";" libs "${libs}")
+    target_link_libraries(${t} PRIVATE ${libs})
+    message(STATUS "blackwheel: ${t} links ${libs} (products/${BW_PRODUCT}.toml [upstream-cmake] link)")
+  endforeach()
   # prefix maps, -objtemp, no build-id, per-source -frandom-seed: on the upstream targets
   blackwheel_reproducible_flags(TARGETS ${BW_UPSTREAM_TARGETS} ${own_targets}
                                 PREFIX_MAPS "${BW_SOURCE_ROOT}=/blackwheel/sources")

@@ -53,6 +53,7 @@ def test_fa2_family_plan_reduced_for_ci():
     (('targets = ["_moe_C_stable_libtorch", "cumem_allocator", "spinloop", "fs_io_C"]',
       'targets = ["_moe_C_stable_libtorch", "not_a_target"]'), "not in \\[upstream-cmake\\] targets"),
     (('exclude = ["csrc/moe/marlin_moe_wna16/"]', 'exclude = ["x"]\nextra = 1'), "unknown key"),
+    (('link = { _C_stable_libtorch = ["CUDA::cublas"] }', 'link = { _no_such = ["x"] }'), "not in targets"),
 ])
 def test_strict_schema(edit, match):
     old, new = edit
@@ -119,6 +120,7 @@ def test_rendered_project_drives_upstream_cmake(tmp_path):
     assert d["CUTLASS_INCLUDE_DIR"] == str(tmp_path / "cutlass-tree") + "/include"
     assert d["VLLM_PYTHON_PATH"] == str(tmp_path / "cutlass-library-tree")   # Machete generator
     assert d["BW_UPSTREAM_EXCLUDE"] == ""
+    assert d["BW_UPSTREAM_LINK"] == "_C_stable_libtorch=CUDA::cublas"   # q_gemm.cu's cublasHgemm
 
 
 def test_rendered_reduced_subset(tmp_path):
@@ -129,6 +131,7 @@ def test_rendered_reduced_subset(tmp_path):
     assert sk["build"]["targets"] == ["_moe_C_stable_libtorch", "cumem_allocator", "spinloop", "fs_io_C",
                                       "bw_flash_attn_2"]
     assert sk["cmake"]["define"]["BW_UPSTREAM_EXCLUDE"] == "csrc/moe/marlin_moe_wna16/"
+    assert sk["cmake"]["define"]["BW_UPSTREAM_LINK"] == ""     # _C_stable_libtorch is not built
     with pytest.raises(ConfigError, match="unknown subset"):
         _render({"BLACKWHEEL_VLLM_SUBSET": "nope"}, tmp_path)
 

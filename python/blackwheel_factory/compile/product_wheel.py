@@ -130,6 +130,9 @@ def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapp
         "@TARGET_LIST@": ";".join(subset.targets),
         "@EXCLUDE_LIST@": ";".join(subset.exclude),
         "@PYTHON_VARIABLE@": up.python_variable,
+        # target=lib,lib;target=lib (the built subset's targets only)
+        "@LINK@": ";".join(f"{t}={','.join(libs)}" for t, libs in sorted(up.link.items())
+                           if t in subset.targets),
         "@DEFINES@": defines,
     }
     text = _template("pyproject-upstream.toml.in")

@@ -223,7 +223,7 @@ _PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-py
 # build = "blackwheel-cmake" (default): blackwheel's CMake compiles the [family.*] sources;
 # build = "upstream-cmake": upstream's own CMake project, driven as [upstream-cmake] says.
 BUILD_KINDS = ("blackwheel-cmake", "upstream-cmake")
-_UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable"}
+_UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable", "link"}
 _SUBSET_KEYS = {"targets", "exclude"}
 _FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
                 "available_head_dims", "directions", "available_directions", "dtypes",
@@ -247,6 +247,7 @@ class UpstreamCMake:
     targets: tuple[str, ...]          # extension targets built and installed
     subsets: dict                     # name -> Subset
     python_variable: str = ""         # CMake variable set to the building interpreter
+    link: dict = field(default_factory=dict)   # target -> extra libraries it uses (CMake targets)
 
     def subset(self, name: str | None) -> Subset:
         """The targets/excludes of a subset; None or "" = everything."""
@@ -399,9 +400,16 @@ def _parse_upstream(table, build: str, where: str) -> UpstreamCMake | None:
         if extra:
             raise ConfigError(f"{sw}: targets {sorted(extra)} are not in [upstream-cmake] targets")
         subsets[name] = Subset(name, st, tuple(sub.get("exclude", ())))
+    link = table.get("link", {})
+    if not isinstance(link, dict) or not all(isinstance(v, list) for v in link.values()):
+        raise ConfigError(f"{uw}: link must be a table of lists (target = [libraries])")
+    unknown = set(link) - set(targets)
+    if unknown:
+        raise ConfigError(f"{uw}: link names {sorted(unknown)}, not in targets")
     return UpstreamCMake(project=_need(table, "project", str, uw), defines=dict(defines),
                          targets=targets, subsets=subsets,
-                         python_variable=table.get("python-variable", ""))
+                         python_variable=table.get("python-variable", ""),
+                         link={k: tuple(v) for k, v in link.items()})
 
 
 def load_product(name: str, root: Path | None = None) -> tuple[Product, Config]:
