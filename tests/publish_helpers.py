@@ -1,6 +1,6 @@
 """Test helpers for the publish/index/constraints round trip.
 
-make_wheel: a small *real* blackwheel wheel (the package's Python files from this
+make_wheel: a small *real* blackwheel wheel (the package's Python files and its runtime copy from this
 checkout + a _build_info.json that declares zero kernel families), with a proper
 RECORD, in seconds instead of the CUDA build's hours.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "python" / "blackwheel"
-FACTORY = REPO / "python" / "blackwheel_factory"   # shipped next to blackwheel (ops imports plan.archs)
+RUNTIME = REPO / "python" / "blackwheel_runtime"   # copied in as blackwheel/_runtime (a symlink here)
 TAG = "cp39-abi3-manylinux_2_28_x86_64"
 EPOCH = (2026, 11, 1, 0, 0, 0)
 
@@ -66,13 +66,14 @@ def make_wheel(out_dir: Path, *, version: str = "0.1.0", info: dict | None = Non
 
     `extra` adds files (package-relative) so that two wheels can share a name and differ."""
     files: dict[str, bytes] = {}
+    # as the real wheel is laid out: the package, the runtime copy, no factory (issue 22)
     for p in sorted(PKG.rglob("*")):
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".so", ".pyc") \
-                and p.name != "_build_info.json":
+                and p.name != "_build_info.json" and "_runtime" not in p.relative_to(PKG).parts:
             files["blackwheel/" + p.relative_to(PKG).as_posix()] = p.read_bytes()
-    for p in sorted(FACTORY.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
-            files["blackwheel_factory/" + p.relative_to(FACTORY).as_posix()] = p.read_bytes()
+    for p in sorted(RUNTIME.rglob("*.py")):
+        if "__pycache__" not in p.parts:
+            files["blackwheel/_runtime/" + p.relative_to(RUNTIME).as_posix()] = p.read_bytes()
     info = info if info is not None else build_info()
     files["blackwheel/_build_info.json"] = (json.dumps(info, indent=1, sort_keys=True) + "\n").encode()
     for rel, data in (extra or {}).items():

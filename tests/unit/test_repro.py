@@ -187,3 +187,17 @@ def test_bad_repair_policy(tmp_path):
     p.write_text("plat = 3\n")
     with pytest.raises(repair.RepairError, match="exclude"):
         repair.load_policy(p)
+
+
+def test_record_is_csv_for_names_with_commas(tmp_path):
+    """vLLM ships files named 'E=1,N=14336,...json': RECORD quotes them (CSV, PEP 376),
+    so pip and auditwheel read the name whole (a bare comma split it: auditwheel show
+    failed on the repaired vllm wheel with 'No such file ... configs/E=1')."""
+    import csv
+    name = "demo/configs/E=1,N=14336,device_name=X.json"
+    w = repro.normalise_wheel(make_wheel(tmp_path / "a.whl", {**FILES, name: b"{}"}),
+                              tmp_path / "n.whl", epoch=1793491200)
+    with zipfile.ZipFile(w) as z:
+        rows = list(csv.reader(z.read(f"{DI}/RECORD").decode().splitlines()))
+    assert [name, repro.record_hash(b"{}"), "2"] in rows
+    assert all(len(r) == 3 for r in rows)

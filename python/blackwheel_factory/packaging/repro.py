@@ -21,8 +21,10 @@ takes permissions from the unpacked files (umask) and re-orders entries
 from __future__ import annotations
 
 import base64
+import csv
 import datetime as _dt
 import hashlib
+import io
 import os
 import stat
 import tempfile
@@ -84,13 +86,17 @@ def entry_order(names: Iterable[str]) -> list[str]:
 
 def make_record(members: Iterable[Member], record_name: str) -> bytes:
     """RECORD text for members (RECORD itself and signatures unhashed)."""
-    lines = []
+    # RECORD is CSV (PEP 376): a name with a comma is quoted (vLLM ships files named
+    # "E=1,N=14336,device_name=....json"); csv's default dialect is what pip and
+    # auditwheel read with
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
     for m in members:
         if m.name == record_name:
             continue
-        lines.append(f"{m.name},{record_hash(m.data)},{len(m.data)}")
-    lines.append(f"{record_name},,")
-    return ("\n".join(lines) + "\n").encode()
+        writer.writerow([m.name, record_hash(m.data), len(m.data)])
+    writer.writerow([record_name, "", ""])
+    return out.getvalue().encode()
 
 
 def is_elf(data: bytes) -> bool:
