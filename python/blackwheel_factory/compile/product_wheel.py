@@ -45,25 +45,32 @@ def render(product: Product, config: Config, lock: TorchLock, env: Mapping[str, 
            root: Path, build_requires: list[str]) -> dict[str, str]:
     """The rendered project: file name -> text."""
     deps = [f"torch>={lock.stable_target}", *product.dependencies]
-    subst = {
+    subst = {**_common_subst(product, config, lock, env, root, build_requires),
+             "@PROJECT@": product.dist.replace("-", "_"),
+             "@DEPENDENCIES@": json.dumps(deps)}
+    return {name: _fill(name + ".in", subst) for name in ("CMakeLists.txt", "pyproject.toml")}
+
+
+def _common_subst(product: Product, config: Config, lock: TorchLock, env: Mapping[str, str],
+                  root: Path, build_requires: list[str]) -> dict[str, str]:
+    """What every rendered project says the same way: name, variant version, metadata."""
+    return {
         "@PRODUCT@": product.name,
         "@ROOT@": str(root).replace("\\", "/"),
-        "@PROJECT@": product.dist.replace("-", "_"),
         "@BUILD_REQUIRES@": json.dumps(build_requires),
         "@DIST@": product.dist,
         "@VERSION@": wheel_version(product, config, lock, env),
         "@SUMMARY@": json.dumps(product.summary)[1:-1],
         "@REQUIRES_PYTHON@": product.requires_python,
         "@LICENSE@": product.license,
-        "@DEPENDENCIES@": json.dumps(deps),
     }
-    out = {}
-    for name in ("CMakeLists.txt", "pyproject.toml"):
-        text = _template(name + ".in")
-        for k, v in subst.items():
-            text = text.replace(k, v)
-        out[name] = text
-    return out
+
+
+def _fill(template: str, subst: Mapping[str, str]) -> str:
+    text = _template(template)
+    for k, v in subst.items():
+        text = text.replace(k, v)
+    return text
 
 
 SUBSET_ENV = "BLACKWHEEL_{}_SUBSET"   # BLACKWHEEL_VLLM_SUBSET=reduced
@@ -109,15 +116,8 @@ def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapp
         scripts += [f"{k} = {_toml_str(v)}" for k, v in eps.items()]
     deps = [f"torch>={lock.stable_target}", *requirements, *product.dependencies]
     subst = {
-        "@PRODUCT@": product.name,
-        "@ROOT@": str(root).replace("\\", "/"),
+        **_common_subst(product, config, lock, env, root, build_requires),
         "@PROJECT@": up.project,
-        "@BUILD_REQUIRES@": json.dumps(build_requires),
-        "@DIST@": product.dist,
-        "@VERSION@": wheel_version(product, config, lock, env),
-        "@SUMMARY@": json.dumps(product.summary)[1:-1],
-        "@REQUIRES_PYTHON@": product.requires_python,
-        "@LICENSE@": product.license,
         "@DEPENDENCIES@": json.dumps(deps, indent=1),
         "@SCRIPTS@": "\n".join(scripts),
         "@SOURCE_DIR@": str(work).replace("\\", "/"),
@@ -135,10 +135,7 @@ def render_upstream(product: Product, config: Config, lock: TorchLock, env: Mapp
                            if t in subset.targets),
         "@DEFINES@": defines,
     }
-    text = _template("pyproject-upstream.toml.in")
-    for k, v in subst.items():
-        text = text.replace(k, v)
-    return {"pyproject.toml": text}
+    return {"pyproject.toml": _fill("pyproject-upstream.toml.in", subst)}
 
 
 def _write_atomic(path: Path, text: str) -> None:
