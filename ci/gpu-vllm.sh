@@ -14,6 +14,7 @@
 #                                    tests/upstream/vllm_sampling.py, BW_VLLM_PER_GROUP), per
 #                                    file passed/failed/skipped; tests/vllm_gpu (vllm.LLM vs HF
 #                                    greedy); abi-check; verify; results -> $OUT/vllm-results.tgz
+#                                    then benchmarks/bench_vllm_fa2.py (BQ: --quick; BT: 240 s)
 #                                    (call it again if it has not finished: it goes on waiting)
 # Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm cutlass cutlass-library flash-attn --bundle ...: flash-attn for vllm_flash_attn/_vllm_fa2_C),
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
@@ -148,6 +149,9 @@ tests)
       fi
       python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml >> $W/res/kernel-summary.txt 2>&1
       cat $W/res/sample.txt >> $W/res/kernel-summary.txt
+      cd $REPO; t=\$(date +%s)
+      timeout ${BT:-240} python3 benchmarks/bench_vllm_fa2.py ${BQ:---quick} --json $W/res/bench-vllm-fa2.json > $W/res/bench-vllm-fa2.txt 2>&1
+      echo \"vllm fa2 benchmark rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/bench-vllm-fa2.txt
       echo === TESTS DONE" > $W/tests.log 2>&1 < /dev/null &
   fi
   for i in $(seq 1 ${WAIT:-105}); do grep -q "^=== TESTS DONE" $W/tests.log 2>/dev/null && break; sleep 5; done
