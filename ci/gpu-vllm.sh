@@ -8,6 +8,8 @@
 #                                    (BLACKWHEEL_VLLM_SUBSET=core, MAX_JOBS=16, nice 19, every
 #                                    compile job measured), then installed --no-deps beside
 #                                    the host's torch with carry/vllm-deps/
+#   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
+#   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
 #   bash ci/gpu-vllm.sh tests        import; vLLM's own kernel tests (sampled:
@@ -60,6 +62,16 @@ print("failed jobs:", sum(r["rc"] != 0 for rs in by.values() for r in rs))
 EOF
 }
 
+host_setup() {   # host facts, the carried tools and vLLM's dependencies
+  date +%s > $W/t0
+  { nproc; free -g | head -2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    python3 -c "import sys, torch, transformers, triton; print(sys.version.split()[0], torch.__version__, transformers.__version__, triton.__version__)"
+    which g++ nvcc cuobjdump; nvcc --version | tail -1; g++ --version | head -1; cmake --version | head -1
+    git -C $REPO log --oneline -1 2>/dev/null; ls -la carry/; } > $W/host.txt 2>&1
+  python3 -m pip install -q --no-deps --no-index --target $W/tools carry/wheels/*.whl > $W/tools.log 2>&1
+  python3 -m pip install -q --no-deps --no-index --target $W/deps carry/vllm-deps/*.whl > $W/deps.log 2>&1
+}
+
 case "${1:-}" in
 pack-tests)   # on the build machine: the sdist's tree from `python -m blackwheel_factory sources vllm`
   src="${2:-$(PYTHONPATH=python python3 -m blackwheel_factory sources vllm | sed -n 's/^vllm: //p')}"
@@ -84,15 +96,28 @@ EOF
   mkdir -p carry && tar czf carry/vllm-tests.tar.gz --sort=name --owner=0 --group=0 --mtime=@0 -C $t vllm-tests
   rm -rf $t; ls -la carry/vllm-tests.tar.gz
   ;;
+use)   # a vllm wheel built elsewhere (bash ci/build-vllm.sh on the CPU machine), carried: no build here
+  whl="${2:?usage: bash ci/gpu-vllm.sh use carry/vllm-*.whl}"
+  [ -f $W/t0 ] || host_setup
+  mkdir -p $W/out/wheels-carried && cp "$whl" $W/out/wheels-carried/ && sha256sum "$whl" | tee $W/build.log
+  python3 -m pip install -q --no-deps --no-index --target $W/site "$whl" && echo "installed into $W/site" | tee -a $W/build.log
+  echo "=== BUILD DONE (carried wheel, built on another machine)" >> $W/build.log
+  cat $W/host.txt
+  ;;
+drift)   # bash ci/gpu-vllm.sh drift WHEEL: a wheel locked to another torch, imported under this host's
+  whl="${2:?usage: bash ci/gpu-vllm.sh drift carry-drift/vllm-*.whl}"; d=$W/drift-$(basename "$whl" .whl)
+  python3 -m pip install -q --no-deps --no-index --target $d "$whl" && cd /tmp &&
+  PYTHONPATH=$d:$W/deps python3 -c "
+import json, torch, vllm, vllm._custom_ops
+from vllm.vllm_flash_attn import flash_attn_varlen_func, is_fa_version_supported
+rec = json.load(open(vllm.__file__.replace('__init__.py', '_build_info.json')))
+print('running torch', torch.__version__, '| built against', rec['torch']['lock']['version'], '(requires', rec['torch']['requirement'] + ')', '| archs', rec.get('archs'))
+print('import vllm, vllm._custom_ops, vllm.vllm_flash_attn: ok |', len(dir(torch.ops._C)), '_C ops |', vllm.__file__)
+print('FA2 supported here:', is_fa_version_supported(2))" 2>&1 | tee ${OUT:-/tmp}/drift-$(basename "$whl" .whl).txt
+  ;;
 start)
   if [ ! -f $W/t0 ]; then
-    date +%s > $W/t0
-    { nproc; free -g | head -2; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-      python3 -c "import sys, torch, transformers, triton; print(sys.version.split()[0], torch.__version__, transformers.__version__, triton.__version__)"
-      which g++ nvcc cuobjdump; nvcc --version | tail -1; g++ --version | head -1; cmake --version | head -1
-      git -C $REPO log --oneline -1 2>/dev/null; ls -la carry/; } > $W/host.txt 2>&1
-    python3 -m pip install -q --no-deps --no-index --target $W/tools carry/wheels/*.whl > $W/tools.log 2>&1
-    python3 -m pip install -q --no-deps --no-index --target $W/deps carry/vllm-deps/*.whl > $W/deps.log 2>&1
+    host_setup
     setsid nohup env BW_SCRATCH=$W/scratch MAX_JOBS=${MJ:-16} BLACKWHEEL_VLLM_SUBSET=${SUBSET:-core} PYTHONPATH=$W/tools \
       CMAKE_CUDA_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py \
       CMAKE_CXX_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py BLACKWHEEL_JOB_LOG=$W/jobs.jsonl \
