@@ -1,4 +1,10 @@
-"""Read blackwheel.toml and torch-lock.toml into typed, validated data.
+"""Read the factory's inputs into typed, validated data: blackwheel.toml (what
+every product shares: source pins, toolchain, accepted archs, SOURCE_DATE_EPOCH),
+products/<name>.toml (one file per product, the kernel pack included: its
+families and default archs) and torch-lock.toml.
+
+One path for every product: load_product(name) -> (Product, Config), where Config
+is what the plan, the CMake bridge, the metadata provider and verify read.
 
 Pure: takes a path (or text), returns dataclasses; raises ConfigError with the
 file and the key at fault.
@@ -6,7 +12,7 @@ file and the key at fault.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -51,16 +57,14 @@ class KernelFamily:
 
 
 @dataclass(frozen=True)
-class Config:
+class Inputs:
+    """blackwheel.toml: what every product shares."""
     path: Path
     source_date_epoch: int
-    default_archs: tuple[str, ...]
-    default_kernels: tuple[str, ...]
     accepted_archs: tuple[str, ...]
     cuda_toolkit: str
     nvcc_version: str
     sources: dict[str, Source]
-    kernels: dict[str, KernelFamily]
 
     @property
     def root(self) -> Path:
@@ -69,6 +73,24 @@ class Config:
     @property
     def patches_dir(self) -> Path:
         return self.root / "patches"
+
+
+@dataclass(frozen=True)
+class Config(Inputs):
+    """What one product is planned from: the shared inputs plus the product file's
+    default archs and families (load_product)."""
+    product_path: Path
+    default_archs: tuple[str, ...]
+    default_kernels: tuple[str, ...]     # every family, in the file's order
+    kernels: dict[str, KernelFamily]     # the product file's [family.*]
+
+    @property
+    def declared_in(self) -> str:
+        """'products/kernel-pack.toml': where messages send the reader."""
+        try:
+            return self.product_path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(self.product_path)
 
 
 # the lock's data model is the runtime's (every build record holds one)
@@ -84,12 +106,36 @@ def _need(table: dict, key: str, typ, where: str):
     return value
 
 
-def parse_config(text: str, path: Path) -> Config:
+# blackwheel.toml holds only what the products share; what moved to products/ is
+# refused with a pointer to where it lives now
+_TOP_KEYS = {"build", "toolchain", "source"}
+_BUILD_KEYS = {"source_date_epoch", "accepted_archs"}
+_MOVED = {
+    "kernels": "the kernel pack's kernel sets are the [family.*] tables of products/kernel-pack.toml",
+    "default_kernels": "the kernel pack builds every [family.*] of products/kernel-pack.toml "
+                       "unless BLACKWHEEL_KERNELS names some",
+    "default_archs": "each product says its default-archs in products/<name>.toml [product]",
+}
+
+
+def _refuse_unknown(table: dict, allowed: set, where: str) -> None:
+    for key in table:
+        if key in _MOVED:
+            raise ConfigError(f"{where}: '{key}' is no longer read here: {_MOVED[key]}")
+    bad = set(table) - allowed
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+
+
+def parse_config(text: str, path: Path) -> Inputs:
+    """blackwheel.toml -> Inputs (strict at the top level and in [build])."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    _refuse_unknown(data, _TOP_KEYS, str(path))
     build = _need(data, "build", dict, str(path))
+    _refuse_unknown(build, _BUILD_KEYS, f"{path}: [build]")
     tool = _need(data, "toolchain", dict, str(path))
     sources: dict[str, Source] = {}
     for i, s in enumerate(data.get("source", [])):
@@ -111,40 +157,13 @@ def parse_config(text: str, path: Path) -> Config:
             root=s.get("root", ""),
             bundle=tuple(s.get("bundle", ())),
         )
-    kernels: dict[str, KernelFamily] = {}
-    for name, k in _need(data, "kernels", dict, str(path)).items():
-        where = f"{path}: [kernels.{name}]"
-        srcs = tuple(_need(k, "sources", list, where))
-        for s in srcs:
-            if s not in sources:
-                raise ConfigError(f"{where}: source '{s}' is not declared in [[source]]")
-        abi = k.get("abi", "stable")
-        if abi not in ("stable", "classic"):
-            raise ConfigError(f"{where}: abi must be 'stable' or 'classic', got {abi!r}")
-        extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
-        # ops: torch.ops.blackwheel.<op> registered by this set (recorded in the build info)
-        kernels[name] = KernelFamily(
-            name=name,
-            summary=k.get("summary", ""),
-            archs=tuple(_need(k, "archs", list, where)),
-            sources=srcs,
-            abi=abi,
-            extra=extra,
-        )
-    default_kernels = tuple(_need(build, "default_kernels", list, f"{path}: [build]"))
-    for name in default_kernels:
-        if name not in kernels:
-            raise ConfigError(f"{path}: [build] default_kernels names unknown kernel set '{name}'")
-    return Config(
+    return Inputs(
         path=path,
         source_date_epoch=int(_need(build, "source_date_epoch", int, f"{path}: [build]")),
-        default_archs=tuple(_need(build, "default_archs", list, f"{path}: [build]")),
-        default_kernels=default_kernels,
         accepted_archs=tuple(_need(build, "accepted_archs", list, f"{path}: [build]")),
         cuda_toolkit=_need(tool, "cuda_toolkit", str, f"{path}: [toolchain]"),
         nvcc_version=_need(tool, "nvcc_version", str, f"{path}: [toolchain]"),
         sources=sources,
-        kernels=kernels,
     )
 
 
@@ -163,7 +182,8 @@ def find_root(start: Path | None = None) -> Path:
         f"or pass --config PATH")
 
 
-def load_config(path: Path | None = None) -> Config:
+def load_config(path: Path | None = None) -> Inputs:
+    """blackwheel.toml (the shared inputs); a product's families come from load_product."""
     path = Path(path) if path else find_root() / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(f"{path}: not found")
@@ -215,14 +235,19 @@ def format_lock(lock: TorchLock) -> str:
 
 # --------------------------------------------------------------------------- products
 PRODUCTS_DIR = "products"
-KERNEL_PACK = "kernel-pack"       # the root project (`pip wheel .`), described by blackwheel.toml
+KERNEL_PACK = "kernel-pack"       # products/kernel-pack.toml: the checkout's own project (`pip wheel .`)
 _PRODUCT_EDITION = 1
 _PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
                  "dependencies", "dependencies-from", "dependencies-drop", "upstream-packages",
                  "own-packages", "record-package", "default-archs", "build"}
-# build = "blackwheel-cmake" (default): blackwheel's CMake compiles the [family.*] sources;
-# build = "upstream-cmake": upstream's own CMake project, driven as [upstream-cmake] says.
-BUILD_KINDS = ("blackwheel-cmake", "upstream-cmake")
+# build = "blackwheel-cmake" (default): blackwheel's CMake compiles the [family.*] sources
+#   in a project rendered from resources/product/;
+# build = "upstream-cmake": upstream's own CMake project, driven as [upstream-cmake] says;
+# build = "root-project": the checkout's own pyproject.toml + CMakeLists.txt (`pip wheel .`),
+#   which hold its name's metadata, so the product file says only what is built.
+ROOT_PROJECT = "root-project"
+BUILD_KINDS = ("blackwheel-cmake", "upstream-cmake", ROOT_PROJECT)
+_ROOT_PROJECT_KEYS = {"dist", "build", "own-packages", "record-package", "default-archs"}
 _UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable", "link"}
 _SUBSET_KEYS = {"targets", "exclude"}
 _FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
@@ -261,15 +286,17 @@ class UpstreamCMake:
 
 @dataclass(frozen=True)
 class Product:
-    """A wheel the factory makes from a pinned upstream source (products/<name>.toml).
+    """A wheel the factory makes (products/<name>.toml): the kernel pack, or a pinned
+    upstream source plus our compiled part.
 
     The families it compiles are in ``config.kernels`` of the Config that
     load_product returns, so the plan, CMake bridge, verify and abi-check treat
-    them as they treat the kernel pack's."""
+    every product the same way."""
     name: str                     # "flash-attn": products/flash-attn.toml
     dist: str                     # distribution name on the index
     version: str                  # upstream's public version; the wheel adds the variant label
-    source: str                   # the [[source]] whose Python the wheel ships
+                                  # ("" for the root project: pyproject.toml's)
+    source: str                   # the [[source]] whose Python the wheel ships ("" for the root project)
     summary: str
     license: str
     requires_python: str
@@ -294,7 +321,7 @@ def product_names(root: Path | None = None) -> list[str]:
     return sorted(p.stem for p in d.glob("*.toml"))
 
 
-def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]:
+def parse_product(text: str, path: Path, base: Inputs) -> tuple[Product, Config]:
     """A product file -> (Product, the Config to plan it with: base's shared
     pins and toolchain, the product's families and default archs). Strict:
     unknown keys are errors, like a versioned schema should be."""
@@ -313,21 +340,31 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
     bad = set(p) - _PRODUCT_KEYS
     if bad:
         raise ConfigError(f"{where}: [product] unknown key(s) {sorted(bad)}; allowed: {sorted(_PRODUCT_KEYS)}")
-    source = _need(p, "source", str, f"{where}: [product]")
-    if source not in base.sources:
-        raise ConfigError(f"{where}: [product] source '{source}' is not a [[source]] of {base.path.name}")
+    build = p.get("build", "blackwheel-cmake")
+    if build not in BUILD_KINDS:
+        raise ConfigError(f"{where}: [product] build must be one of {list(BUILD_KINDS)}, got {build!r}")
+    if build == ROOT_PROJECT:
+        bad = set(p) - _ROOT_PROJECT_KEYS
+        if bad:
+            raise ConfigError(f"{where}: [product] {sorted(bad)} not allowed with build = "
+                              f"\"{ROOT_PROJECT}\": the checkout's pyproject.toml declares the "
+                              f"wheel's version and metadata; allowed: {sorted(_ROOT_PROJECT_KEYS)}")
+        source, version = "", ""
+    else:
+        source = _need(p, "source", str, f"{where}: [product]")
+        if source not in base.sources:
+            raise ConfigError(f"{where}: [product] source '{source}' is not a [[source]] of {base.path.name}")
+        version = _need(p, "version", str, f"{where}: [product]")
     own = tuple(_need(p, "own-packages", list, f"{where}: [product]"))
     if not own and not p.get("record-package"):
         raise ConfigError(f"{where}: [product] own-packages must name at least one package "
                           f"(or record-package must say where the build record goes)")
-    build = p.get("build", "blackwheel-cmake")
-    if build not in BUILD_KINDS:
-        raise ConfigError(f"{where}: [product] build must be one of {list(BUILD_KINDS)}, got {build!r}")
+    default_archs = tuple(_need(p, "default-archs", list, f"{where}: [product]"))
     upstream = _parse_upstream(data.get("upstream-cmake"), build, where)
     product = Product(
         name=path.stem,
         dist=_need(p, "dist", str, f"{where}: [product]"),
-        version=_need(p, "version", str, f"{where}: [product]"),
+        version=version,
         source=source,
         summary=p.get("summary", ""),
         license=p.get("license", ""),
@@ -343,8 +380,13 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
         dependencies_drop=tuple(p.get("dependencies-drop", ())),
     )
     families: dict[str, KernelFamily] = {}
-    for name, k in _need(data, "family", dict, where).items():
+    tables = data.get("family", {})
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{where}: no [family.*] table: a product builds at least one family")
+    for name, k in tables.items():
         fw = f"{where}: [family.{name}]"
+        if not isinstance(k, dict):
+            raise ConfigError(f"{fw}: must be a table, got {k!r}")
         bad = set(k) - _FAMILY_KEYS
         if bad:
             raise ConfigError(f"{fw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_FAMILY_KEYS)}")
@@ -360,14 +402,10 @@ def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]
                                       archs=tuple(_need(k, "archs", list, fw)), sources=srcs,
                                       abi=abi, extra=extra)
     config = Config(
-        path=base.path,
-        source_date_epoch=base.source_date_epoch,
-        default_archs=tuple(p.get("default-archs", base.default_archs)),
+        **{f.name: getattr(base, f.name) for f in fields(Inputs)},   # the shared inputs, as read
+        product_path=path,
+        default_archs=default_archs,
         default_kernels=tuple(families),
-        accepted_archs=base.accepted_archs,
-        cuda_toolkit=base.cuda_toolkit,
-        nvcc_version=base.nvcc_version,
-        sources=base.sources,
         kernels=families,
     )
     return product, config
@@ -413,6 +451,7 @@ def _parse_upstream(table, build: str, where: str) -> UpstreamCMake | None:
 
 
 def load_product(name: str, root: Path | None = None) -> tuple[Product, Config]:
+    """products/<name>.toml over blackwheel.toml: the one way every product is read."""
     root = root or find_root()
     path = root / PRODUCTS_DIR / f"{name}.toml"
     if not path.is_file():
