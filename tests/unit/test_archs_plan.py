@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from blackwheel_factory.plan import archs as A
-from blackwheel_factory.inputs.config import (KERNEL_PACK, ConfigError, load_product, parse_config,
-                                              parse_product)
+from blackwheel_factory.inputs.config import ConfigError, parse_config
+from blackwheel_factory.inputs.products import KERNEL_PACK, load_product, parse_product
 from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,9 @@ import pytest
 
 from blackwheel_factory.checks import verify as V
 from blackwheel_factory.compile import product_wheel as PW
-from blackwheel_factory.inputs.config import (KERNEL_PACK, ROOT_PROJECT, ConfigError, find_root,
-                                              load_config, load_product, parse_config,
-                                              parse_product, product_names)
+from blackwheel_factory.inputs.config import ConfigError, find_root, load_config, parse_config
+from blackwheel_factory.inputs.products import (KERNEL_PACK, ROOT_PROJECT, load_product, parse_product,
+                                                product_names)
 from blackwheel_factory.plan import cmake_bridge as CB
 
 ROOT = find_root(Path(__file__))

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from blackwheel_factory.inputs.config import load_product
+from blackwheel_factory.inputs.products import load_product
 from blackwheel_factory.plan import cmake_bridge as B
 from blackwheel_factory.plan.plan import make_plan, plan_as_dict
 

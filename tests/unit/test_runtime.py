@@ -140,7 +140,7 @@ def test_every_product_has_the_runtime_beside_its_package_in_the_checkout():
 
 def test_the_runtime_knows_every_product_record():
     """PRODUCTS (one line per product) covers every products/*.toml, the kernel pack's too."""
-    from blackwheel_factory.inputs.config import KERNEL_PACK, load_product, product_names
+    from blackwheel_factory.inputs.products import KERNEL_PACK, load_product, product_names
     assert KERNEL_PACK in product_names(REPO)
     expected = {}
     for name in product_names(REPO):

@@ -666,7 +666,8 @@ def _write_json(path: Path, data: dict) -> None:
 def supported_archs(info: dict | None = None) -> dict | None:
     """family -> archs, from the product file of the wheel's record (products/<name>.toml;
     the kernel pack when the record names no product), when run inside a checkout (else None)."""
-    from blackwheel_factory.inputs.config import KERNEL_PACK, ConfigError, load_product
+    from blackwheel_factory.inputs.config import ConfigError
+    from blackwheel_factory.inputs.products import KERNEL_PACK, load_product
     name = ((info or {}).get("product") or {}).get("name") or KERNEL_PACK
     try:
         return {fam: list(k.archs) for fam, k in load_product(name)[1].kernels.items()}

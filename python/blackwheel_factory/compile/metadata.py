@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from blackwheel_factory.inputs.config import (KERNEL_PACK, Config, TorchLock, find_root, load_config,
-                                              load_lock, load_product)
+from blackwheel_factory.inputs.config import TorchLock, find_root, load_config, load_lock
+from blackwheel_factory.inputs.products import KERNEL_PACK, Config, load_product
 
 __all__ = ["dynamic_metadata", "get_requires_for_dynamic_metadata", "torch_requirement",
            "abi_kind", "wheel_version", "public_version"]

@@ -25,8 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-from blackwheel_factory.inputs.config import (ROOT_PROJECT, Config, ConfigError, Product, TorchLock,
-                                              find_root, load_lock, load_product, product_names)
+from blackwheel_factory.inputs.config import ConfigError, TorchLock, find_root, load_lock
+from blackwheel_factory.inputs.products import (ROOT_PROJECT, Config, Product, load_product,
+                                                product_names)
 from blackwheel_factory.packaging.variant import variant_version
 from blackwheel_factory.plan.plan import PlanError, make_plan
 

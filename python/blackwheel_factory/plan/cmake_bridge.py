@@ -19,8 +19,8 @@ from blackwheel_factory.plan import archs as A
 from blackwheel_factory.sources import fetch as S
 from blackwheel_factory.inputs import toolchain as T
 from blackwheel_factory.plan import jobs as J
-from blackwheel_factory.inputs.config import (KERNEL_PACK, ROOT_PROJECT, ConfigError, load_config,
-                                              load_lock, load_product)
+from blackwheel_factory.inputs.config import ConfigError, load_config, load_lock
+from blackwheel_factory.inputs.products import KERNEL_PACK, ROOT_PROJECT, load_product
 from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 

@@ -299,7 +299,7 @@ def run(args) -> int:
     names = [k for k in (args.kernels or os.environ.get("BLACKWHEEL_KERNELS", "")).replace(";", ",").split(",") if k.strip()]
     if not names or names == ["all"]:
         try:
-            from blackwheel_factory.inputs.config import KERNEL_PACK, load_product
+            from blackwheel_factory.inputs.products import KERNEL_PACK, load_product
             names = list(load_product(KERNEL_PACK)[1].default_kernels)
         except Exception:  # no checkout: the conservative default bound applies
             names = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from blackwheel_factory.plan import archs as A
-from blackwheel_factory.inputs.config import Config
+from blackwheel_factory.inputs.products import Config
 
 
 class PlanError(ValueError):
