@@ -4,7 +4,8 @@
 # host's own torch (re-locked in a scratch copy of this checkout) with
 # --no-build-isolation and the host's nvcc (BLACKWHEEL_NVCC, default system).
 #   bash ci/offline-build.sh B.tar.gz OUTDIR "KERNELS|ARCHS" ["KERNELS|ARCHS" ...]
-# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a", or a product: "flash-attn|9.0a"
+# e.g. "marlin_fp4|12.0a" "all|12.0a" "all|9.0a;12.0a" (kernel-pack sets), or a product of
+# products/: "flash-attn|9.0a", "vllm|9.0a", "kernel-pack|12.0a" (= "all|12.0a")
 # (BLACKWHEEL_FA_HEAD_DIMS / BLACKWHEEL_FA_DIRECTIONS apply). Prints one timing line per build;
 # wheels land in OUTDIR/wheels-<tag>/, build logs and reports in OUTDIR.
 set -euo pipefail

@@ -1,7 +1,7 @@
 # Everything after project(), shared by every product: the kernel pack (root
-# CMakeLists.txt) and the products/<name>.toml wheels (CMakeLists.txt rendered
-# by `python -m blackwheel_factory wheel <name>`). Expects BW_ROOT (the checkout)
-# and BW_PRODUCT (kernel-pack or a products/ name).
+# CMakeLists.txt, products/kernel-pack.toml) and the other products/<name>.toml wheels
+# (CMakeLists.txt rendered by `python -m blackwheel_factory wheel <name>`). Expects
+# BW_ROOT (the checkout) and BW_PRODUCT (a products/ name: kernel-pack, flash-attn).
 include(CxxRuntime)          # refuse a g++ without libstdc++.so (static C++ runtime)
 blackwheel_check_cxx_runtime()
 include(Torch)               # lock check before anything compiles; torch include/lib target

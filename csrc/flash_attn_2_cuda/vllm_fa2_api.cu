@@ -13,7 +13,9 @@
 //  - dropout (p_dropout > 0, return_softmax) is refused: torch's CUDA generator is not part
 //    of the 2.11 stable ABI, and vLLM never passes dropout (inference);
 //  - fwd_sparse / varlen_fwd_sparse (vertical-slash block-sparse attention, used by no
-//    model backend of vLLM 0.33) are registered and refuse with the feature's name.
+//    model backend of vLLM 0.33) are not registered: flash-attn 2.8.3 has no such kernels;
+//    vLLM's sparse_attn_func / sparse_attn_varlen_func raise NotImplementedError naming
+//    the feature (patches/vllm-0.33.0/0006).
 // What FA2 cannot do at all (attention sinks s_aux, fp8 descale, scheduler_metadata,
 // num_splits > 1) vLLM's own Python refuses before calling (flash_attn_interface.py,
 // fa_utils.flash_attn_supports_sinks), so its backend selection picks another backend.
@@ -262,33 +264,6 @@ std::tuple<Tensor, Tensor> varlen_fwd(
   return {out, softmax_lse};
 }
 
-namespace {
-[[noreturn]] void refuse_sparse(const char* fn) {
-  STD_TORCH_CHECK(false, kWho, ": ", fn,
-                  " (vertical-slash block-sparse attention, vllm_flash_attn.sparse_attn_func / "
-                  "sparse_attn_varlen_func: MInference-style sparse prefill) is not built: vLLM "
-                  "0.33's model backends do not use it. NotImplemented; use dense "
-                  "flash_attn_varlen_func.");
-  __builtin_unreachable();
-}
-}  // namespace
-
-std::tuple<Tensor, Tensor> fwd_sparse(
-    Tensor q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, Tensor column_count,
-    Tensor column_index, OptTensor out_, OptTensor alibi_slopes, double p_dropout,
-    double softmax_scale, bool is_causal, double softcap, bool return_softmax) {
-  refuse_sparse("fwd_sparse");
-}
-
-std::tuple<Tensor, Tensor> varlen_fwd_sparse(
-    Tensor q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, Tensor column_count,
-    Tensor column_index, OptTensor out_, Tensor cu_seqlens_q, Tensor cu_seqlens_k,
-    OptTensor seqused_k, OptTensor alibi_slopes, int64_t max_seqlen_q, int64_t max_seqlen_k,
-    double p_dropout, double softmax_scale, bool zero_tensors, bool is_causal, double softcap,
-    bool return_softmax) {
-  refuse_sparse("varlen_fwd_sparse");
-}
-
 // vLLM passes a trailing `gen` (Generator?): always None (no dropout). The 2.11 stable ABI has
 // no Generator type, so the boxed kernels check it is None and call the unboxed op without it.
 namespace {
@@ -311,21 +286,8 @@ STABLE_TORCH_LIBRARY(_vllm_fa2_C, m) {
       "float softmax_scale, bool zero_tensors, bool is_causal, int window_size_left, "
       "int window_size_right, float softcap, bool return_softmax, int num_splits, "
       "Generator? gen) -> (Tensor, Tensor)");
-  m.def(
-      "fwd_sparse(Tensor q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
-      "Tensor column_count, Tensor column_index, Tensor(a!)? out, Tensor? alibi_slopes, "
-      "float p_dropout, float softmax_scale, bool is_causal, float softcap, "
-      "bool return_softmax, Generator? gen) -> (Tensor, Tensor)");
-  m.def(
-      "varlen_fwd_sparse(Tensor q, Tensor k, Tensor v, Tensor block_count, Tensor block_offset, "
-      "Tensor column_count, Tensor column_index, Tensor(a!)? out, Tensor cu_seqlens_q, "
-      "Tensor cu_seqlens_k, Tensor? seqused_k, Tensor? alibi_slopes, int max_seqlen_q, "
-      "int max_seqlen_k, float p_dropout, float softmax_scale, bool zero_tensors, "
-      "bool is_causal, float softcap, bool return_softmax, Generator? gen) -> (Tensor, Tensor)");
 }
 
 STABLE_TORCH_LIBRARY_IMPL(_vllm_fa2_C, CUDA, m) {
   m.impl("varlen_fwd", &drop_none_generator<TORCH_BOX(&varlen_fwd)>);
-  m.impl("fwd_sparse", &drop_none_generator<TORCH_BOX(&fwd_sparse)>);
-  m.impl("varlen_fwd_sparse", &drop_none_generator<TORCH_BOX(&varlen_fwd_sparse)>);
 }

@@ -27,8 +27,8 @@ FAMILY_OF_OP = {
     "flash_attn_fwd": "flash_attn",
 }
 KERNEL_SETS = ("scaled_mm", "nvfp4", "marlin_fp4", "flash_attn")
-# The archs each kernel set's code can target: mirrors blackwheel.toml
-# [kernels.*].archs (tests/unit/test_ops.py checks they agree). Used only to
+# The archs each kernel set's code can target: mirrors products/kernel-pack.toml
+# [family.*].archs (tests/unit/test_ops.py checks they agree). Used only to
 # word the fix when a wheel has no code for the GPU.
 FAMILY_ARCHS = {
     "scaled_mm": ("12.0a", "12.0f", "12.1a", "9.0a", "8.9"),

@@ -53,7 +53,7 @@ from blackwheel.marlin_fp4 import (
 __all__ = ["scaled_mm", "scaled_fp4_quant", "cutlass_fp4_gemm", "marlin_fp4_gemm", "flash_attn_func",
            "KernelUnavailableError", "KernelTarget", "kernel_target", "resolve_target"]
 
-# blackwheel.toml [kernels.flash_attn].head_dims, used when the build record has none
+# products/kernel-pack.toml [family.flash_attn].head_dims, used when the build record has none
 DEFAULT_FA_HEAD_DIMS = (64, 128)
 
 _FP16_BF16 = (torch.float16, torch.bfloat16)

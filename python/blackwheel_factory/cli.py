@@ -17,7 +17,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("blackwheel_runtime.info", "show the build record of an installed product or of a wheel"),
     "doctor": ("blackwheel_runtime.doctor", "check GPUs, torch and driver against every installed product"),
-    "wheel": ("blackwheel_factory.compile.product_wheel", "build a products/<name>.toml wheel, e.g. flash-attn"),
+    "wheel": ("blackwheel_factory.compile.product_wheel", "build a products/<name>.toml wheel: kernel-pack, flash-attn, vllm"),
     "plan": ("blackwheel_factory.plan.cmake_bridge", "resolve kernel sets/archs and prepare sources (CMake calls this)"),
     "sources": ("blackwheel_factory.sources.sources_cmd", "fetch/verify/unpack/patch the pinned upstream sources"),
     "lock": ("blackwheel_factory.inputs.lock", "write (or --check) torch-lock.toml from the current environment"),

@@ -19,9 +19,9 @@ RECORD_NAME = "_build_info.json"
 SCHEMA = 1
 
 # dist name -> the package whose folder holds its build record. One line per product
-# (tests/unit/test_runtime.py checks it covers products/*.toml and the kernel pack).
+# (tests/unit/test_runtime.py checks it covers every products/*.toml).
 PRODUCTS: dict[str, str] = {
-    "blackwheel": "blackwheel",            # the kernel pack (pyproject.toml)
+    "blackwheel": "blackwheel",            # products/kernel-pack.toml (`pip wheel .`)
     "flash-attn": "flash_attn_2_cuda",     # products/flash-attn.toml
     "vllm": "vllm",                        # products/vllm.toml (vllm/_build_info.json)
 }

@@ -140,14 +140,20 @@ def test_imports_on_cpu_beside_the_locked_torch(vllm_site, tmp_path):
 
 def test_vllm_flash_attn_fa2_imports_on_cpu(vllm_site, tmp_path):
     """vLLM's own interface module finds _vllm_fa2_C (FA2_AVAILABLE) and its ops carry
-    the schema vLLM calls; the sparse entry points are registered and refuse by name."""
+    the schema vLLM calls; the block-sparse entry points (no such kernels in FA2 2.8.3) raise
+    NotImplementedError naming the feature (patch 0006), before touching a tensor."""
     stub = _driver_stub(vllm_site / "vllm" / "_moe_C_stable_libtorch.abi3.so", tmp_path)
     code = ("import torch\n"
             "from vllm.vllm_flash_attn import flash_attn_varlen_func, is_fa_version_supported\n"
             "from vllm.vllm_flash_attn import flash_attn_interface as fi\n"
             "assert fi.FA2_AVAILABLE, fi.FA2_UNAVAILABLE_REASON\n"
             "print(torch.ops._vllm_fa2_C.varlen_fwd.default._schema)\n"
-            "print(torch.ops._vllm_fa2_C.varlen_fwd_sparse.default._schema)\n")
+            "assert not hasattr(torch.ops._vllm_fa2_C, 'varlen_fwd_sparse')\n"
+            "for f in (fi.sparse_attn_func, fi.sparse_attn_varlen_func):\n"
+            "    try:\n"
+            "        f(*[None] * 9)\n"
+            "    except NotImplementedError as e:\n"
+            "        print('refused:', e)\n")
     r = run_cli(sys.executable, ["-c", code], pythonpath=vllm_site, cwd=tmp_path,
                 env={"LD_LIBRARY_PATH": str(stub)})
     assert r.returncode == 0, r.stdout + r.stderr
@@ -157,7 +163,9 @@ def test_vllm_flash_attn_fa2_imports_on_cpu(vllm_site, tmp_path):
             "float p_dropout, float softmax_scale, bool zero_tensors, bool is_causal, "
             "int window_size_left, int window_size_right, float softcap, bool return_softmax, "
             "int num_splits, Generator? gen) -> (Tensor, Tensor)") in r.stdout
-    assert "_vllm_fa2_C::varlen_fwd_sparse(" in r.stdout
+    assert r.stdout.count("refused: vllm_flash_attn: vertical-slash block-sparse attention") == 2
+    assert "_vllm_fa2_C.fwd_sparse) is not built" in r.stdout
+    assert "_vllm_fa2_C.varlen_fwd_sparse) is not built" in r.stdout
 
 
 def test_drifted_torch_is_refused_clearly(vllm_site, other_torch_venv, tmp_path):

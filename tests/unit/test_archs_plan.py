@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from blackwheel_factory.plan import archs as A
-from blackwheel_factory.inputs.config import ConfigError, load_config, parse_config
+from blackwheel_factory.inputs.config import ConfigError, parse_config
+from blackwheel_factory.inputs.products import KERNEL_PACK, load_product, parse_product
 from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,7 +16,8 @@ NVCC_13 = {75, 80, 86, 87, 88, 89, 90, 100, 110, 103, 120, 121}
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(REPO / "blackwheel.toml")
+    """The kernel pack's plan input: blackwheel.toml + products/kernel-pack.toml."""
+    return load_product(KERNEL_PACK, REPO)[1]
 
 
 def test_parse_forms():
@@ -78,6 +80,8 @@ def test_default_plan_is_all_sets_for_12_0a(config):
     assert all([str(a) for a in f.archs] == ["12.0a"] for f in plan.families)
     assert plan.family("flash_attn").options["head_dims"] == [64, 128]
     assert plan.sources == ["vllm", "cutlass", "flash-attn"]
+    assert plan.archs_origin == "products/kernel-pack.toml default-archs"
+    assert plan.kernels_origin == "every [family.*] of products/kernel-pack.toml"
 
 
 def test_env_precedence(config):
@@ -109,7 +113,8 @@ def test_named_set_without_matching_arch_is_an_error(config):
 
 
 def test_unknown_kernel_set_and_head_dims(config):
-    with pytest.raises(PlanError, match="unknown kernel set.*choose from scaled_mm"):
+    with pytest.raises(PlanError, match=r"unknown kernel set\(s\) attention; choose from scaled_mm, "
+                                        r"nvfp4, marlin_fp4, flash_attn .*products/kernel-pack.toml"):
         make_plan(config, {"BLACKWHEEL_KERNELS": "scaled_mm;attention"})
     with pytest.raises(PlanError, match="choose from"):
         make_plan(config, {"BLACKWHEEL_FA_HEAD_DIMS": "80"})
@@ -123,9 +128,12 @@ def test_config_errors_name_file_and_key(tmp_path):
     bad = text.replace('sha256 = "f4c33c25', 'sha256 = "zz', 1)
     with pytest.raises(ConfigError, match="vllm.*sha256 must be 64 hex"):
         parse_config(bad, tmp_path / "blackwheel.toml")
-    bad = text.replace('sources = ["flash-attn", "cutlass"]', 'sources = ["flash-attn", "cutlas"]')
-    with pytest.raises(ConfigError, match=r"\[kernels.flash_attn\]: source 'cutlas' is not declared"):
-        parse_config(bad, tmp_path / "blackwheel.toml")
+    base = parse_config(text, tmp_path / "blackwheel.toml")
+    pack = (REPO / "products/kernel-pack.toml").read_text()
+    bad = pack.replace('sources = ["flash-attn", "cutlass"]', 'sources = ["flash-attn", "cutlas"]')
+    with pytest.raises(ConfigError, match=r"kernel-pack.toml: \[family.flash_attn\]: source 'cutlas' "
+                                          r"is not declared"):
+        parse_product(bad, tmp_path / "kernel-pack.toml", base)
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_config("[build", tmp_path / "blackwheel.toml")
 

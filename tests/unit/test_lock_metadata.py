@@ -17,13 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def with_classic(tmp_path: Path, family: str) -> Path:
-    """A checkout copy where one kernel family is classic-ABI."""
-    text = (REPO / "blackwheel.toml").read_text()
-    text, n = re.subn(rf'(\[kernels\.{family}\](?:(?!\n\[).)*?)abi = "stable"',
+    """A checkout copy where one kernel family of products/kernel-pack.toml is classic-ABI."""
+    text = (REPO / "products/kernel-pack.toml").read_text()
+    text, n = re.subn(rf'(\[family\.{family}\](?:(?!\n\[).)*?)abi = "stable"',
                       r'\1abi = "classic"', text, flags=re.S)
     assert n == 1
-    (tmp_path / "blackwheel.toml").write_text(text)
-    (tmp_path / "torch-lock.toml").write_text((REPO / "torch-lock.toml").read_text())
+    (tmp_path / "products").mkdir()
+    (tmp_path / "products/kernel-pack.toml").write_text(text)
+    for name in ("blackwheel.toml", "torch-lock.toml"):
+        (tmp_path / name).write_text((REPO / name).read_text())
     return tmp_path
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from blackwheel_factory.compile.product_wheel import _archs_setting, render
-from blackwheel_factory.inputs.config import (ConfigError, find_root, load_config, load_lock,
-                                              load_product, parse_product, product_names)
+from blackwheel_factory.inputs.config import ConfigError, find_root, load_config, load_lock
+from blackwheel_factory.inputs.products import load_product, parse_product, product_names
 from blackwheel_factory.plan.plan import PlanError, make_plan
 
 ROOT = find_root(Path(__file__))

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from blackwheel_factory.inputs.config import load_product
+from blackwheel_factory.inputs.products import load_product
 from blackwheel_factory.plan import cmake_bridge as B
 from blackwheel_factory.plan.plan import make_plan, plan_as_dict
 
@@ -30,4 +30,4 @@ def test_upstream_libraries_stay_with_the_upstream_family(tmp_path):
     assert vllm["libraries"] == ["_moe_C_stable_libtorch.abi3.so", "cumem_allocator.abi3.so"]
     assert fa2["library"] == "_vllm_fa2_C.abi3.so" and "libraries" not in fa2
     assert fa2["head_dims"] == [128] and fa2["dtypes"] == ["bf16"] and fa2["frontend"] == ["vllm_fa2"]
-    assert fa2["ops"] == ["varlen_fwd", "fwd_sparse", "varlen_fwd_sparse"] and rec["abi"] == "stable"
+    assert fa2["ops"] == ["varlen_fwd"] and rec["abi"] == "stable"

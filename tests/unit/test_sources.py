@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from blackwheel_factory.sources import fetch as S
-from blackwheel_factory.inputs.config import Config, Source, load_config
+from blackwheel_factory.inputs.config import Inputs, Source, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,14 +35,13 @@ def _sdist(path: Path, files: dict[str, str]) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _config(root: Path, sha: str) -> Config:
+def _config(root: Path, sha: str) -> Inputs:
     base = load_config(REPO / "blackwheel.toml")
     src = Source(name="demo", dist="demo", version="1.0", filename="demo-1.0.tar.gz", sha256=sha,
                  why="test")
-    return Config(path=root / "blackwheel.toml", source_date_epoch=base.source_date_epoch,
-                  default_archs=base.default_archs, default_kernels=(), accepted_archs=base.accepted_archs,
-                  cuda_toolkit=base.cuda_toolkit, nvcc_version=base.nvcc_version,
-                  sources={"demo": src}, kernels={})
+    return Inputs(path=root / "blackwheel.toml", source_date_epoch=base.source_date_epoch,
+                  accepted_archs=base.accepted_archs, cuda_toolkit=base.cuda_toolkit,
+                  nvcc_version=base.nvcc_version, sources={"demo": src})
 
 
 class _Index(http.server.SimpleHTTPRequestHandler):

@@ -8,8 +8,8 @@ import pytest
 
 from blackwheel_factory.compile.product_wheel import render_upstream, subset_name
 from blackwheel_factory.compile.upstream_requirements import RequirementsError, read_requirements
-from blackwheel_factory.inputs.config import (ConfigError, find_root, load_config, load_lock,
-                                              load_product, parse_product)
+from blackwheel_factory.inputs.config import ConfigError, find_root, load_config, load_lock
+from blackwheel_factory.inputs.products import load_product, parse_product
 from blackwheel_factory.plan.plan import PlanError, make_plan
 
 ROOT = find_root(Path(__file__))

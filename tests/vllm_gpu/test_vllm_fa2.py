@@ -116,7 +116,7 @@ def test_refusals_as_vllm_expects():
     with pytest.raises(NotImplementedError, match="num_splits > 1"):
         flash_attn_varlen_func(q, kc, vc, 1, cu, 40, seqused_k=used, block_table=table,
                                num_splits=2, fa_version=2)
-    with pytest.raises(RuntimeError, match="vertical-slash block-sparse attention"):
+    with pytest.raises(NotImplementedError, match="vertical-slash block-sparse attention"):
         z = torch.zeros(1, 2, 1, dtype=torch.int32, device="cuda")
         sparse_attn_varlen_func(q, q, q, z, z[..., None], z, z[..., None], cu, cu, 1, 1)
     kc8, vc8, table8, _, _ = paged_cache([40], 8, 2, d, dtype)

@@ -456,7 +456,7 @@ def libraries_from_record(info: dict | None, so_names: list[str], cubins: dict,
     """Pair the build record's families with the wheel's .so files (pure).
 
     cubins: basename -> list[Cubin] for every .so in the wheel.
-    supported: family -> archs its code can run on (blackwheel.toml); an --archs
+    supported: family -> archs its code can run on (products/<name>.toml); an --archs
     override is narrowed to those (nvfp4 is not asked for 9.0a)."""
     libs: list[Library] = []
     claimed = set()
@@ -663,11 +663,14 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def supported_archs() -> dict | None:
-    """family -> archs from blackwheel.toml, when run inside a checkout (else None)."""
-    from blackwheel_factory.inputs.config import ConfigError, load_config
+def supported_archs(info: dict | None = None) -> dict | None:
+    """family -> archs, from the product file of the wheel's record (products/<name>.toml;
+    the kernel pack when the record names no product), when run inside a checkout (else None)."""
+    from blackwheel_factory.inputs.config import ConfigError
+    from blackwheel_factory.inputs.products import KERNEL_PACK, load_product
+    name = ((info or {}).get("product") or {}).get("name") or KERNEL_PACK
     try:
-        return {name: list(k.archs) for name, k in load_config().kernels.items()}
+        return {fam: list(k.archs) for fam, k in load_product(name)[1].kernels.items()}
     except ConfigError:
         return None
 
@@ -681,7 +684,7 @@ def verify_wheel(wheel: Path, archs: list[str] | None, policy: Policy,
                               f"archs are unknown; pass --archs 12.0a to check every .so anyway")
         tool = tool or find_cuobjdump()
         cubins = {so: run_cuobjdump(tool, path) for so, path in sos.items()}
-    libs = libraries_from_record(info, list(sos), cubins, archs, supported_archs() if archs else None)
+    libs = libraries_from_record(info, list(sos), cubins, archs, supported_archs(info) if archs else None)
     rows, violations = check(libs, policy)
     return info, rows, violations
 

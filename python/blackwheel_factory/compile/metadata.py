@@ -17,8 +17,9 @@ the locked torch, so two arch builds of one version never share a file name.
 The wheel's torch requirement follows the ABI kind of what is built: every
 selected kernel set stable-ABI -> ``torch>=<stable_target>``; any classic-ABI
 set -> ``torch==<lock public version>``. The selection is the build plan's
-(BLACKWHEEL_KERNELS / BLACKWHEEL_ARCHS, same parsing as ``plan.py``), so a set
-the plan skips for its archs does not count. Imports no torch.
+(BLACKWHEEL_KERNELS / BLACKWHEEL_ARCHS, same parsing as ``plan.py``) over the
+families of products/kernel-pack.toml, so a set the plan skips for its archs
+does not count. Imports no torch.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from blackwheel_factory.inputs.config import Config, TorchLock, find_root, load_config, load_lock
+from blackwheel_factory.inputs.config import TorchLock, find_root, load_config, load_lock
+from blackwheel_factory.inputs.products import KERNEL_PACK, Config, load_product
 
 __all__ = ["dynamic_metadata", "get_requires_for_dynamic_metadata", "torch_requirement",
            "abi_kind", "wheel_version", "public_version"]
@@ -54,7 +56,7 @@ def selected_families(config: Config, env: Mapping[str, str]) -> list[str]:
 
 
 def requirements(root: Path, env: Mapping[str, str]) -> list[str]:
-    config = load_config(root / "blackwheel.toml")
+    _, config = load_product(KERNEL_PACK, root)
     lock = load_lock(root / "torch-lock.toml")
     return [torch_requirement(lock, abi_kind(config, selected_families(config, env)))]
 
@@ -74,7 +76,7 @@ def wheel_version(root: Path, env: Mapping[str, str], public: str | None = None)
     (BLACKWHEEL_ARCHS / TORCH_CUDA_ARCH_LIST / default, as plan.py reads them)."""
     from blackwheel_factory.packaging.variant import variant_version
     from blackwheel_factory.plan.plan import make_plan
-    config = load_config(root / "blackwheel.toml")
+    _, config = load_product(KERNEL_PACK, root)
     lock = load_lock(root / "torch-lock.toml")
     plan = make_plan(config, env)
     return variant_version(public or public_version(root), lock.cuda, plan.requested_archs)

@@ -1,7 +1,9 @@
 """`python -m blackwheel_factory wheel PRODUCT -w DIR`: build a products/<name>.toml wheel.
 
-A product is a pinned upstream source plus our compiled part. Its PEP 517
-project is rendered, not written by hand: a pyproject.toml (name, variant
+The kernel pack (build = "root-project") is this checkout's own PEP 517 project:
+pip builds the checkout, as `pip wheel .` does. Any other product is a pinned
+upstream source plus our compiled part. Its PEP 517 project is rendered, not
+written by hand: a pyproject.toml (name, variant
 version, requirements from the product file and the torch lock; the same pinned
 build requirements as the kernel pack) and a CMakeLists.txt that runs the same
 cmake/ modules as the kernel pack (ProductBuild.cmake), into
@@ -23,8 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
-from blackwheel_factory.inputs.config import (Config, ConfigError, Product, TorchLock, find_root,
-                                              load_lock, load_product, product_names)
+from blackwheel_factory.inputs.config import ConfigError, TorchLock, find_root, load_lock
+from blackwheel_factory.inputs.products import (ROOT_PROJECT, Config, Product, load_product,
+                                                product_names)
 from blackwheel_factory.packaging.variant import variant_version
 from blackwheel_factory.plan.plan import PlanError, make_plan
 
@@ -145,10 +148,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _product_env(env: Mapping[str, str], config: Config) -> dict[str, str]:
+def _product_env(env: Mapping[str, str], product: Product, config: Config) -> dict[str, str]:
     out = dict(env)
     # BLACKWHEEL_KERNELS selects the kernel pack's sets; a product builds its own families
-    out.pop("BLACKWHEEL_KERNELS", None)
+    if product.build != ROOT_PROJECT:
+        out.pop("BLACKWHEEL_KERNELS", None)
     out.setdefault("SOURCE_DATE_EPOCH", str(config.source_date_epoch))
     return out
 
@@ -194,30 +198,20 @@ def _render_upstream_build(product, config, lock, env, root, requires, log):
 
 def build(name: str, wheel_dir: Path, pip_args: list[str], env: Mapping[str, str] | None = None,
           root: Path | None = None, log=print) -> Path:
-    """Render products/<name>.toml into _build/products/<name>/ and pip-build it."""
-    from blackwheel_factory.sources import fetch as S
+    """Render products/<name>.toml into _build/products/<name>/ and pip-build it (the
+    root project: pip-build the checkout itself)."""
     root = (root or find_root()).resolve()
     product, config = load_product(name, root)
     lock = load_lock(root / "torch-lock.toml")
-    env = _product_env(os.environ if env is None else env, config)
+    env = _product_env(os.environ if env is None else env, product, config)
     archs = _archs_setting(pip_args)
     if archs is not None:   # -C cmake.define.BLACKWHEEL_ARCHS=... names the variant too
         env["BLACKWHEEL_ARCHS"] = archs
-    requires = tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
-    project = root / RENDER_DIR / name
-    if product.build == "upstream-cmake":
-        files, tree = _render_upstream_build(product, config, lock, env, root, requires, log)
+    if product.build == ROOT_PROJECT:
+        from blackwheel_factory.compile.metadata import wheel_version as root_version
+        project, version = root, root_version(root, env)
     else:
-        files = render(product, config, lock, env, root, requires)
-        tree = S.prepare(config, [product.source], S.default_cache_dir(), log=log)[product.source]
-    # upstream's README and LICENSE travel with its code
-    for extra in ("README.md", "LICENSE"):
-        src = Path(tree) / extra
-        files[extra] = src.read_text() if src.is_file() else ""
-    for fname, text in files.items():
-        _write_atomic(project / fname, text)
-    version = tomllib.loads(files["pyproject.toml"])["project"]["version"]
-    log(f"blackwheel: {product.dist} {version} rendered in {project}")
+        project, version = _render_project(product, config, lock, env, root, log)
     wheel_dir = Path(wheel_dir).resolve()
     wheel_dir.mkdir(parents=True, exist_ok=True)
     before = set(wheel_dir.glob("*.whl"))
@@ -235,8 +229,29 @@ def build(name: str, wheel_dir: Path, pip_args: list[str], env: Mapping[str, str
     return max(new, key=lambda p: p.stat().st_mtime)
 
 
+def _render_project(product, config, lock, env, root, log) -> tuple[Path, str]:
+    """Write the rendered project into _build/products/<name>/: (its folder, its version)."""
+    from blackwheel_factory.sources import fetch as S
+    requires = tomllib.loads((root / "pyproject.toml").read_text())["build-system"]["requires"]
+    project = root / RENDER_DIR / product.name
+    if product.build == "upstream-cmake":
+        files, tree = _render_upstream_build(product, config, lock, env, root, requires, log)
+    else:
+        files = render(product, config, lock, env, root, requires)
+        tree = S.prepare(config, [product.source], S.default_cache_dir(), log=log)[product.source]
+    # upstream's README and LICENSE travel with its code
+    for extra in ("README.md", "LICENSE"):
+        src = Path(tree) / extra
+        files[extra] = src.read_text() if src.is_file() else ""
+    for fname, text in files.items():
+        _write_atomic(project / fname, text)
+    version = tomllib.loads(files["pyproject.toml"])["project"]["version"]
+    log(f"blackwheel: {product.dist} {version} rendered in {project}")
+    return project, version
+
+
 def add_arguments(p) -> None:
-    p.add_argument("product", help="a products/<name>.toml, e.g. flash-attn")
+    p.add_argument("product", help="a products/<name>.toml: kernel-pack, flash-attn, vllm")
     p.add_argument("-w", "--wheel-dir", type=Path, default=Path("dist"), help="where the wheel goes")
     p.add_argument("pip_args", nargs=argparse.REMAINDER, metavar="-- PIP_ARGS",
                    help="passed to `pip wheel` (after --), e.g. -- -v --no-build-isolation "

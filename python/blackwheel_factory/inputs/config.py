@@ -1,4 +1,7 @@
-"""Read blackwheel.toml and torch-lock.toml into typed, validated data.
+"""Read the factory's shared inputs into typed, validated data: blackwheel.toml
+(what every product shares: source pins, toolchain, accepted archs,
+SOURCE_DATE_EPOCH) and torch-lock.toml. The product files, products/<name>.toml,
+are read by products.py, on top of the Inputs read here.
 
 Pure: takes a path (or text), returns dataclasses; raises ConfigError with the
 file and the key at fault.
@@ -6,7 +9,7 @@ file and the key at fault.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -41,26 +44,14 @@ class Source:
 
 
 @dataclass(frozen=True)
-class KernelFamily:
-    name: str
-    summary: str
-    archs: tuple[str, ...]
-    sources: tuple[str, ...]
-    abi: str                      # "stable" or "classic"
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Config:
+class Inputs:
+    """blackwheel.toml: what every product shares."""
     path: Path
     source_date_epoch: int
-    default_archs: tuple[str, ...]
-    default_kernels: tuple[str, ...]
     accepted_archs: tuple[str, ...]
     cuda_toolkit: str
     nvcc_version: str
     sources: dict[str, Source]
-    kernels: dict[str, KernelFamily]
 
     @property
     def root(self) -> Path:
@@ -75,7 +66,9 @@ class Config:
 from blackwheel_runtime.torch_lock import TorchLock  # noqa: E402,F401
 
 
-def _need(table: dict, key: str, typ, where: str):
+def need(table: dict, key: str, typ, where: str):
+    """table[key], which must be a typ; else ConfigError naming where and the key
+    (shared with products.py)."""
     if key not in table:
         raise ConfigError(f"{where}: missing key '{key}'")
     value = table[key]
@@ -84,18 +77,42 @@ def _need(table: dict, key: str, typ, where: str):
     return value
 
 
-def parse_config(text: str, path: Path) -> Config:
+# blackwheel.toml holds only what the products share; what moved to products/ is
+# refused with a pointer to where it lives now
+_TOP_KEYS = {"build", "toolchain", "source"}
+_BUILD_KEYS = {"source_date_epoch", "accepted_archs"}
+_MOVED = {
+    "kernels": "the kernel pack's kernel sets are the [family.*] tables of products/kernel-pack.toml",
+    "default_kernels": "the kernel pack builds every [family.*] of products/kernel-pack.toml "
+                       "unless BLACKWHEEL_KERNELS names some",
+    "default_archs": "each product says its default-archs in products/<name>.toml [product]",
+}
+
+
+def _refuse_unknown(table: dict, allowed: set, where: str) -> None:
+    for key in table:
+        if key in _MOVED:
+            raise ConfigError(f"{where}: '{key}' is no longer read here: {_MOVED[key]}")
+    bad = set(table) - allowed
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(allowed)}")
+
+
+def parse_config(text: str, path: Path) -> Inputs:
+    """blackwheel.toml -> Inputs (strict at the top level and in [build])."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    build = _need(data, "build", dict, str(path))
-    tool = _need(data, "toolchain", dict, str(path))
+    _refuse_unknown(data, _TOP_KEYS, str(path))
+    build = need(data, "build", dict, str(path))
+    _refuse_unknown(build, _BUILD_KEYS, f"{path}: [build]")
+    tool = need(data, "toolchain", dict, str(path))
     sources: dict[str, Source] = {}
     for i, s in enumerate(data.get("source", [])):
         where = f"{path}: [[source]] #{i + 1}"
-        name = _need(s, "name", str, where)
-        sha = _need(s, "sha256", str, where).lower()
+        name = need(s, "name", str, where)
+        sha = need(s, "sha256", str, where).lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise ConfigError(f"{where} ({name}): sha256 must be 64 hex digits, got {sha!r}")
         if name in sources:
@@ -103,48 +120,21 @@ def parse_config(text: str, path: Path) -> Config:
         sources[name] = Source(
             name=name,
             dist=s.get("dist", name),
-            version=_need(s, "version", str, where),
-            filename=_need(s, "filename", str, where),
+            version=need(s, "version", str, where),
+            filename=need(s, "filename", str, where),
             sha256=sha,
-            why=_need(s, "why", str, where).strip(),
+            why=need(s, "why", str, where).strip(),
             members=tuple(s.get("members", ())),
             root=s.get("root", ""),
             bundle=tuple(s.get("bundle", ())),
         )
-    kernels: dict[str, KernelFamily] = {}
-    for name, k in _need(data, "kernels", dict, str(path)).items():
-        where = f"{path}: [kernels.{name}]"
-        srcs = tuple(_need(k, "sources", list, where))
-        for s in srcs:
-            if s not in sources:
-                raise ConfigError(f"{where}: source '{s}' is not declared in [[source]]")
-        abi = k.get("abi", "stable")
-        if abi not in ("stable", "classic"):
-            raise ConfigError(f"{where}: abi must be 'stable' or 'classic', got {abi!r}")
-        extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
-        # ops: torch.ops.blackwheel.<op> registered by this set (recorded in the build info)
-        kernels[name] = KernelFamily(
-            name=name,
-            summary=k.get("summary", ""),
-            archs=tuple(_need(k, "archs", list, where)),
-            sources=srcs,
-            abi=abi,
-            extra=extra,
-        )
-    default_kernels = tuple(_need(build, "default_kernels", list, f"{path}: [build]"))
-    for name in default_kernels:
-        if name not in kernels:
-            raise ConfigError(f"{path}: [build] default_kernels names unknown kernel set '{name}'")
-    return Config(
+    return Inputs(
         path=path,
-        source_date_epoch=int(_need(build, "source_date_epoch", int, f"{path}: [build]")),
-        default_archs=tuple(_need(build, "default_archs", list, f"{path}: [build]")),
-        default_kernels=default_kernels,
-        accepted_archs=tuple(_need(build, "accepted_archs", list, f"{path}: [build]")),
-        cuda_toolkit=_need(tool, "cuda_toolkit", str, f"{path}: [toolchain]"),
-        nvcc_version=_need(tool, "nvcc_version", str, f"{path}: [toolchain]"),
+        source_date_epoch=int(need(build, "source_date_epoch", int, f"{path}: [build]")),
+        accepted_archs=tuple(need(build, "accepted_archs", list, f"{path}: [build]")),
+        cuda_toolkit=need(tool, "cuda_toolkit", str, f"{path}: [toolchain]"),
+        nvcc_version=need(tool, "nvcc_version", str, f"{path}: [toolchain]"),
         sources=sources,
-        kernels=kernels,
     )
 
 
@@ -163,7 +153,8 @@ def find_root(start: Path | None = None) -> Path:
         f"or pass --config PATH")
 
 
-def load_config(path: Path | None = None) -> Config:
+def load_config(path: Path | None = None) -> Inputs:
+    """blackwheel.toml (the shared inputs); a product's families come from products.load_product."""
     path = Path(path) if path else find_root() / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(f"{path}: not found")
@@ -178,11 +169,11 @@ def parse_lock(text: str, path: Path | str = LOCK_NAME) -> TorchLock:
     where = str(path)
     cuda = data.get("cuda")
     return TorchLock(
-        version=_need(data, "version", str, where),
-        git_version=_need(data, "git_version", str, where),
+        version=need(data, "version", str, where),
+        git_version=need(data, "git_version", str, where),
         cuda=cuda if cuda else None,
-        cxx11_abi=bool(_need(data, "cxx11_abi", bool, where)),
-        stable_target=_need(data, "stable_target", str, where),
+        cxx11_abi=bool(need(data, "cxx11_abi", bool, where)),
+        stable_target=need(data, "stable_target", str, where),
     )
 
 
@@ -211,211 +202,3 @@ def format_lock(lock: TorchLock) -> str:
         f"stable_target = {q(lock.stable_target)}",
     ]
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- products
-PRODUCTS_DIR = "products"
-KERNEL_PACK = "kernel-pack"       # the root project (`pip wheel .`), described by blackwheel.toml
-_PRODUCT_EDITION = 1
-_PRODUCT_KEYS = {"dist", "version", "source", "summary", "license", "requires-python",
-                 "dependencies", "dependencies-from", "dependencies-drop", "upstream-packages",
-                 "own-packages", "record-package", "default-archs", "build"}
-# build = "blackwheel-cmake" (default): blackwheel's CMake compiles the [family.*] sources;
-# build = "upstream-cmake": upstream's own CMake project, driven as [upstream-cmake] says.
-BUILD_KINDS = ("blackwheel-cmake", "upstream-cmake")
-_UPSTREAM_KEYS = {"project", "defines", "targets", "subsets", "python-variable", "link"}
-_SUBSET_KEYS = {"targets", "exclude"}
-_FAMILY_KEYS = {"summary", "archs", "sources", "abi", "library", "ops", "head_dims",
-                "available_head_dims", "directions", "available_directions", "dtypes",
-                "available_dtypes", "frontend"}
-
-
-@dataclass(frozen=True)
-class Subset:
-    """A named reduced build of an upstream-cmake product: only these targets, and
-    their sources matching `exclude` (path prefixes under the source tree) left out."""
-    name: str
-    targets: tuple[str, ...]
-    exclude: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UpstreamCMake:
-    """How an upstream CMake project is driven (products/<name>.toml [upstream-cmake])."""
-    project: str                      # its project() name: our controls hook in after it
-    defines: dict                     # CMake cache settings
-    targets: tuple[str, ...]          # extension targets built and installed
-    subsets: dict                     # name -> Subset
-    python_variable: str = ""         # CMake variable set to the building interpreter
-    link: dict = field(default_factory=dict)   # target -> extra libraries it uses (CMake targets)
-
-    def subset(self, name: str | None) -> Subset:
-        """The targets/excludes of a subset; None or "" = everything."""
-        if not name:
-            return Subset("complete", self.targets)
-        if name not in self.subsets:
-            raise ConfigError(f"unknown subset {name!r}; known: "
-                              f"{', '.join(sorted(self.subsets)) or 'none'} (or unset for the complete build)")
-        return self.subsets[name]
-
-
-@dataclass(frozen=True)
-class Product:
-    """A wheel the factory makes from a pinned upstream source (products/<name>.toml).
-
-    The families it compiles are in ``config.kernels`` of the Config that
-    load_product returns, so the plan, CMake bridge, verify and abi-check treat
-    them as they treat the kernel pack's."""
-    name: str                     # "flash-attn": products/flash-attn.toml
-    dist: str                     # distribution name on the index
-    version: str                  # upstream's public version; the wheel adds the variant label
-    source: str                   # the [[source]] whose Python the wheel ships
-    summary: str
-    license: str
-    requires_python: str
-    dependencies: tuple[str, ...]
-    upstream_packages: tuple[str, ...]   # Python packages taken from the source tree
-    own_packages: tuple[str, ...]        # Python packages from python/ of this repo
-    path: Path
-    record_pkg: str = ""                 # record-package; default the first own package
-    build: str = "blackwheel-cmake"
-    upstream_cmake: UpstreamCMake | None = None
-    dependencies_from: tuple[str, ...] = ()   # upstream requirements files (in the source tree)
-    dependencies_drop: tuple[str, ...] = ()   # project names dropped from those
-
-    @property
-    def record_package(self) -> str:
-        """Where the build record goes: record-package, else the first of our own packages."""
-        return self.record_pkg or self.own_packages[0]
-
-
-def product_names(root: Path | None = None) -> list[str]:
-    d = (root or find_root()) / PRODUCTS_DIR
-    return sorted(p.stem for p in d.glob("*.toml"))
-
-
-def parse_product(text: str, path: Path, base: Config) -> tuple[Product, Config]:
-    """A product file -> (Product, the Config to plan it with: base's shared
-    pins and toolchain, the product's families and default archs). Strict:
-    unknown keys are errors, like a versioned schema should be."""
-    where = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: not valid TOML: {e}") from e
-    edition = data.get("edition")
-    if edition != _PRODUCT_EDITION:
-        raise ConfigError(f"{where}: edition must be {_PRODUCT_EDITION} (got {edition!r})")
-    unknown = set(data) - {"edition", "product", "family", "upstream-cmake"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
-    p = _need(data, "product", dict, where)
-    bad = set(p) - _PRODUCT_KEYS
-    if bad:
-        raise ConfigError(f"{where}: [product] unknown key(s) {sorted(bad)}; allowed: {sorted(_PRODUCT_KEYS)}")
-    source = _need(p, "source", str, f"{where}: [product]")
-    if source not in base.sources:
-        raise ConfigError(f"{where}: [product] source '{source}' is not a [[source]] of {base.path.name}")
-    own = tuple(_need(p, "own-packages", list, f"{where}: [product]"))
-    if not own and not p.get("record-package"):
-        raise ConfigError(f"{where}: [product] own-packages must name at least one package "
-                          f"(or record-package must say where the build record goes)")
-    build = p.get("build", "blackwheel-cmake")
-    if build not in BUILD_KINDS:
-        raise ConfigError(f"{where}: [product] build must be one of {list(BUILD_KINDS)}, got {build!r}")
-    upstream = _parse_upstream(data.get("upstream-cmake"), build, where)
-    product = Product(
-        name=path.stem,
-        dist=_need(p, "dist", str, f"{where}: [product]"),
-        version=_need(p, "version", str, f"{where}: [product]"),
-        source=source,
-        summary=p.get("summary", ""),
-        license=p.get("license", ""),
-        requires_python=p.get("requires-python", ">=3.9"),
-        dependencies=tuple(p.get("dependencies", ())),
-        upstream_packages=tuple(p.get("upstream-packages", ())),
-        own_packages=own,
-        path=path,
-        record_pkg=p.get("record-package", ""),
-        build=build,
-        upstream_cmake=upstream,
-        dependencies_from=tuple(p.get("dependencies-from", ())),
-        dependencies_drop=tuple(p.get("dependencies-drop", ())),
-    )
-    families: dict[str, KernelFamily] = {}
-    for name, k in _need(data, "family", dict, where).items():
-        fw = f"{where}: [family.{name}]"
-        bad = set(k) - _FAMILY_KEYS
-        if bad:
-            raise ConfigError(f"{fw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_FAMILY_KEYS)}")
-        srcs = tuple(_need(k, "sources", list, fw))
-        for s in srcs:
-            if s not in base.sources:
-                raise ConfigError(f"{fw}: source '{s}' is not declared in [[source]] of {base.path.name}")
-        abi = k.get("abi", "stable")
-        if abi not in ("stable", "classic"):
-            raise ConfigError(f"{fw}: abi must be 'stable' or 'classic', got {abi!r}")
-        extra = {key: v for key, v in k.items() if key not in ("summary", "archs", "sources", "abi")}
-        families[name] = KernelFamily(name=name, summary=k.get("summary", ""),
-                                      archs=tuple(_need(k, "archs", list, fw)), sources=srcs,
-                                      abi=abi, extra=extra)
-    config = Config(
-        path=base.path,
-        source_date_epoch=base.source_date_epoch,
-        default_archs=tuple(p.get("default-archs", base.default_archs)),
-        default_kernels=tuple(families),
-        accepted_archs=base.accepted_archs,
-        cuda_toolkit=base.cuda_toolkit,
-        nvcc_version=base.nvcc_version,
-        sources=base.sources,
-        kernels=families,
-    )
-    return product, config
-
-
-def _parse_upstream(table, build: str, where: str) -> UpstreamCMake | None:
-    """[upstream-cmake]: required by build = "upstream-cmake", refused otherwise (strict)."""
-    if build != "upstream-cmake":
-        if table is not None:
-            raise ConfigError(f"{where}: [upstream-cmake] needs [product] build = \"upstream-cmake\"")
-        return None
-    uw = f"{where}: [upstream-cmake]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{uw}: missing (build = \"upstream-cmake\" needs it)")
-    bad = set(table) - _UPSTREAM_KEYS
-    if bad:
-        raise ConfigError(f"{uw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_UPSTREAM_KEYS)}")
-    targets = tuple(_need(table, "targets", list, uw))
-    defines = table.get("defines", {})
-    if not isinstance(defines, dict) or not all(isinstance(v, str) for v in defines.values()):
-        raise ConfigError(f"{uw}: defines must be a table of strings")
-    subsets = {}
-    for name, sub in table.get("subsets", {}).items():
-        sw = f"{uw} subsets.{name}"
-        bad = set(sub) - _SUBSET_KEYS
-        if bad:
-            raise ConfigError(f"{sw}: unknown key(s) {sorted(bad)}; allowed: {sorted(_SUBSET_KEYS)}")
-        st = tuple(_need(sub, "targets", list, sw))
-        extra = set(st) - set(targets)
-        if extra:
-            raise ConfigError(f"{sw}: targets {sorted(extra)} are not in [upstream-cmake] targets")
-        subsets[name] = Subset(name, st, tuple(sub.get("exclude", ())))
-    link = table.get("link", {})
-    if not isinstance(link, dict) or not all(isinstance(v, list) for v in link.values()):
-        raise ConfigError(f"{uw}: link must be a table of lists (target = [libraries])")
-    unknown = set(link) - set(targets)
-    if unknown:
-        raise ConfigError(f"{uw}: link names {sorted(unknown)}, not in targets")
-    return UpstreamCMake(project=_need(table, "project", str, uw), defines=dict(defines),
-                         targets=targets, subsets=subsets,
-                         python_variable=table.get("python-variable", ""),
-                         link={k: tuple(v) for k, v in link.items()})
-
-
-def load_product(name: str, root: Path | None = None) -> tuple[Product, Config]:
-    root = root or find_root()
-    path = root / PRODUCTS_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ConfigError(f"unknown product {name!r}: {path} does not exist; products: "
-                          f"{', '.join(product_names(root)) or 'none'}")
-    return parse_product(path.read_text(), path, load_config(root / CONFIG_NAME))

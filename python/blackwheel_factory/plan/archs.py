@@ -26,9 +26,11 @@ from blackwheel_runtime.archs import (  # noqa: F401  (re-exported for the facto
 )
 
 
-def requested_archs(env: dict, cmake_value: str | None, default: Sequence[str]) -> tuple[list[Arch], str]:
+def requested_archs(env: dict, cmake_value: str | None, default: Sequence[str],
+                    default_origin: str = "the product's default-archs") -> tuple[list[Arch], str]:
     """The requested targets and where they came from. Precedence:
-    -C cmake.define.BLACKWHEEL_ARCHS > $BLACKWHEEL_ARCHS > $TORCH_CUDA_ARCH_LIST > config default."""
+    -C cmake.define.BLACKWHEEL_ARCHS > $BLACKWHEEL_ARCHS > $TORCH_CUDA_ARCH_LIST > the
+    product file's default-archs (default_origin names it)."""
     if cmake_value and cmake_value.replace(",", ";") == (env.get("BLACKWHEEL_ARCHS") or "").replace(",", ";"):
         cmake_value = None   # pyproject.toml forwards the env var as the define: name the env var
     for origin, value in (
@@ -41,7 +43,7 @@ def requested_archs(env: dict, cmake_value: str | None, default: Sequence[str]) 
                 return parse_arch_list(value), origin
             except ArchError as e:
                 raise ArchError(f"{origin}={value!r}: {e}") from None
-    return parse_arch_list(list(default)), "blackwheel.toml [build] default_archs"
+    return parse_arch_list(list(default)), default_origin
 
 
 def nvcc_supported(list_gpu_arch_output: str) -> set[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from blackwheel_factory.plan import archs as A
 from blackwheel_factory.sources import fetch as S
 from blackwheel_factory.inputs import toolchain as T
 from blackwheel_factory.plan import jobs as J
-from blackwheel_factory.inputs.config import (KERNEL_PACK, ConfigError, load_config, load_lock,
-                                              load_product)
+from blackwheel_factory.inputs.config import ConfigError, load_config, load_lock
+from blackwheel_factory.inputs.products import KERNEL_PACK, ROOT_PROJECT, load_product
 from blackwheel_factory.plan.plan import PlanError, make_plan, plan_as_dict
 
 
@@ -37,7 +38,7 @@ def add_arguments(p):
     p.add_argument("--libraries", default="",
                    help="record: the extension files of an upstream-cmake product (comma-separated)")
     p.add_argument("--product", default=KERNEL_PACK,
-                   help=f"what is built: {KERNEL_PACK} (blackwheel.toml) or a products/<name>.toml")
+                   help=f"the products/<name>.toml built (default {KERNEL_PACK}: `pip wheel .`)")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -94,15 +95,35 @@ def _jobs(plan, compiler_cache: str = "") -> dict:
 
 
 def _product_config(args):
-    """(Product or None, the Config whose kernels are the families to build)."""
-    if args.product == KERNEL_PACK:
-        return None, load_config(args.config)
+    """(Product, the Config whose kernels are the families to build): every product,
+    the kernel pack included, is read the same way (products/<name>.toml)."""
     root = args.config.parent if args.config else None
     return load_product(args.product, root)
 
 
+def _family_modules(cmake_dir: Path) -> set[str]:
+    """Families a CMake module can build: function(blackwheel_family_<name>) in cmake/kernels/."""
+    return {m for f in sorted(cmake_dir.glob("*.cmake"))
+            for m in re.findall(r"function\(\s*blackwheel_family_(\w+)\s*\)", f.read_text())}
+
+
+def unbuildable_families(product, config, modules: set[str]) -> list[str]:
+    """The product's families that blackwheel's CMake would compile but no module builds
+    (pure). An upstream-cmake product's families without a `library` are upstream's own
+    targets, built by its CMake."""
+    ours = [n for n, f in config.kernels.items()
+            if product.build != "upstream-cmake" or f.extra.get("library")]
+    return [n for n in ours if n not in modules]
+
+
 def stage_kernels(args) -> int:
     product, config = _product_config(args)
+    modules = _family_modules(config.root / "cmake" / "kernels")
+    missing = unbuildable_families(product, config, modules)
+    if missing:
+        raise ConfigError(f"{config.declared_in}: no CMake module builds [family.{missing[0]}]"
+                          f"{' (and ' + ', '.join(missing[1:]) + ')' if missing[1:] else ''}; "
+                          f"cmake/kernels/*.cmake build: {', '.join(sorted(modules))}")
     nvcc_archs = nvcc_ver = None
     if args.nvcc:
         nvcc_archs = A.nvcc_supported(T.list_gpu_arch(args.nvcc))
@@ -166,9 +187,10 @@ def stage_kernels(args) -> int:
 
 
 def _product_lines(product, dirs: dict) -> list[str]:
-    """What CMake installs besides the extensions, and where the record goes."""
-    if product is None:
-        return ['set(BW_RECORD_PACKAGE "blackwheel")']
+    """What CMake installs besides the extensions, and where the record goes. The root
+    project's Python is shipped by its pyproject.toml (wheel.packages)."""
+    if product.build == ROOT_PROJECT:
+        return [f"set(BW_RECORD_PACKAGE {_cmake_str(product.record_package)})"]
     tree = Path(dirs[product.source])
     missing = [p for p in product.upstream_packages if not (tree / p / "__init__.py").is_file()]
     if missing:
@@ -206,7 +228,8 @@ def stage_record(args) -> int:
     version = _version(config.root, plan["archs"], lock)
     # the kernel pack's name comes from the metadata provider (environment); a product's
     # from its rendered pyproject (compile/product_wheel.py), which reads -C too
-    env_version = _env_version(config.root) if product is None else None
+    root_project = product.build == ROOT_PROJECT
+    env_version = _env_version(config.root) if root_project else None
     if env_version is not None and env_version != version:
         raise PlanError(
             f"the wheel is named {env_version} (archs from the environment) but CMake builds "
@@ -214,7 +237,7 @@ def stage_record(args) -> int:
             f"the environment, not as -C cmake.define (the name is decided before CMake runs)")
     info = {
         "schema": 1,
-        "blackwheel_version": version if product is None else public_version(config.root),
+        "blackwheel_version": version if root_project else public_version(config.root),
         "product": _product_record(product, plan, lock),
         "archs": plan["archs"],
         "kernels": kernels,
@@ -235,8 +258,8 @@ def stage_record(args) -> int:
 def _product_record(product, plan: dict, lock) -> dict:
     """dist and version of the wheel (the variant label names CUDA and archs)."""
     from blackwheel_factory.packaging.variant import variant_version
-    if product is None:
-        return {"name": KERNEL_PACK, "dist": "blackwheel"}
+    if product.build == ROOT_PROJECT:   # its version is the record's blackwheel_version
+        return {"name": product.name, "dist": product.dist}
     return {"name": product.name, "dist": product.dist,
             "version": variant_version(product.version, lock.cuda or "0.0", plan["archs"]),
             "upstream_version": product.version}

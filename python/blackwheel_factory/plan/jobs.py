@@ -289,7 +289,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the JobPlan as JSON")
     parser.add_argument("--kernels", default="",
                         help="kernel families (comma-separated); default: BLACKWHEEL_KERNELS "
-                             "or blackwheel.toml's default_kernels")
+                             "or every family of products/kernel-pack.toml")
 
 
 def run(args) -> int:
@@ -299,8 +299,8 @@ def run(args) -> int:
     names = [k for k in (args.kernels or os.environ.get("BLACKWHEEL_KERNELS", "")).replace(";", ",").split(",") if k.strip()]
     if not names or names == ["all"]:
         try:
-            from blackwheel_factory.inputs.config import load_config
-            names = list(load_config().default_kernels)
+            from blackwheel_factory.inputs.products import KERNEL_PACK, load_product
+            names = list(load_product(KERNEL_PACK)[1].default_kernels)
         except Exception:  # no checkout: the conservative default bound applies
             names = []
     try:

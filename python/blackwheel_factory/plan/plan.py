@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from blackwheel_factory.plan import archs as A
-from blackwheel_factory.inputs.config import Config
+from blackwheel_factory.inputs.products import Config
 
 
 class PlanError(ValueError):
@@ -65,9 +65,10 @@ def requested_kernels(env: Mapping[str, str], cmake_value: str | None,
             if unknown:
                 raise PlanError(
                     f"{origin}={value!r}: unknown kernel set(s) {', '.join(unknown)}; "
-                    f"choose from {', '.join(config.kernels)} (or 'all')")
+                    f"choose from {', '.join(config.kernels)} (or 'all'; the [family.*] "
+                    f"tables of {config.declared_in})")
             return list(dict.fromkeys(names)), origin, True
-    return list(config.default_kernels), "blackwheel.toml [build] default_kernels", False
+    return list(config.default_kernels), f"every [family.*] of {config.declared_in}", False
 
 
 def _head_dims(env: Mapping[str, str], fam) -> list[int]:
@@ -118,7 +119,8 @@ def make_plan(config: Config, env: Mapping[str, str], *, cmake_archs: str | None
               cmake_kernels: str | None = None, nvcc_archs: set[int] | None = None,
               nvcc_version: tuple[int, int] | None = None) -> Plan:
     try:
-        archs, archs_origin = A.requested_archs(dict(env), cmake_archs, config.default_archs)
+        archs, archs_origin = A.requested_archs(dict(env), cmake_archs, config.default_archs,
+                                                f"{config.declared_in} default-archs")
         A.validate(archs, config.accepted_archs, nvcc_archs, nvcc_version)
     except A.ArchError as e:
         raise PlanError(str(e)) from None

@@ -36,7 +36,7 @@ from pathlib import Path
 from blackwheel_factory.inputs.hashing import sha256_file  # noqa: F401  (re-exported)
 from typing import Callable, Iterable
 
-from blackwheel_factory.inputs.config import Config, Source
+from blackwheel_factory.inputs.config import Inputs, Source
 
 
 class SourceError(RuntimeError):
@@ -59,7 +59,7 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def patch_files(config: Config, source: Source) -> list[Path]:
+def patch_files(config: Inputs, source: Source) -> list[Path]:
     d = config.patches_dir / source.key
     return sorted(d.glob("*.patch")) if d.is_dir() else []
 
@@ -448,7 +448,7 @@ def _tree_inputs(source: Source, patches: list[Path]) -> dict:
             "patches": {p.name: sha256_file(p) for p in patches}}
 
 
-def _build_tree(config: Config, source: Source, patches: list[Path], cache: Path, dest_parent: Path,
+def _build_tree(config: Inputs, source: Source, patches: list[Path], cache: Path, dest_parent: Path,
                 indexes_box: list, log: Callable[[str], None]) -> Path:
     """Unpack + patch the verified blob into a new temp dir under dest_parent (or copy
     a bundle's verified tree); returns the temp dir with its manifest in the cache."""
@@ -489,7 +489,7 @@ def _build_tree(config: Config, source: Source, patches: list[Path], cache: Path
         raise
 
 
-def prepare(config: Config, names: Iterable[str], cache: Path | None = None,
+def prepare(config: Inputs, names: Iterable[str], cache: Path | None = None,
             log: Callable[[str], None] = print, root: Path | None = None) -> dict[str, Path]:
     """Fetch, verify, unpack and patch each named source into the canonical source
     root; verify every existing tree against its manifest first. {name: source root}."""
@@ -595,7 +595,7 @@ def work_tree(tree: Path, salt: str, log: Callable[[str], None] = print) -> Path
     raise SourceError(f"{work} keeps changing while it is verified; not building from it")
 
 
-def source_records(config: Config, names: Iterable[str], cache: Path | None = None) -> list[dict]:
+def source_records(config: Inputs, names: Iterable[str], cache: Path | None = None) -> list[dict]:
     """What goes into the build record for each source: the artifact and patches by
     sha256, and (with the cache) the digest of the verified tree that was compiled."""
     recs = []
@@ -616,7 +616,7 @@ def source_records(config: Config, names: Iterable[str], cache: Path | None = No
     return recs
 
 
-def write_bundle(config: Config, names: Iterable[str], cache: Path, out: Path,
+def write_bundle(config: Inputs, names: Iterable[str], cache: Path, out: Path,
                  root: Path | None = None) -> list[str]:
     """A tar.gz of the prepared trees (only the `bundle` prefixes of each source) and
     their manifests (restricted to those files), laid out like the cache, for building
