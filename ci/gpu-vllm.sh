@@ -9,6 +9,7 @@
 #                                    compile job measured), then installed --no-deps beside
 #                                    the host's torch with carry/vllm-deps/
 #   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
+#   bash ci/gpu-vllm.sh setup        only the host set-up of start/use (the wheel comes in a later call)
 #   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
@@ -95,6 +96,10 @@ markers =
 EOF
   mkdir -p carry && tar czf carry/vllm-tests.tar.gz --sort=name --owner=0 --group=0 --mtime=@0 -C $t vllm-tests
   rm -rf $t; ls -la carry/vllm-tests.tar.gz
+  ;;
+setup)   # host facts, carried tools and vLLM's dependencies only (when the wheel travels in a
+         # later call: the 64 MiB carry limit), e.g. carry=[carry] then carry=[carry-whl]
+  host_setup; cat $W/host.txt; tail -3 $W/tools.log $W/deps.log
   ;;
 use)   # a vllm wheel built elsewhere (bash ci/build-vllm.sh on the CPU machine), carried: no build here
   whl="${2:?usage: bash ci/gpu-vllm.sh use carry/vllm-*.whl}"
