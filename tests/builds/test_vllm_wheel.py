@@ -177,37 +177,42 @@ def test_drifted_torch_is_refused_clearly(vllm_site, other_torch_venv, tmp_path)
     assert "pip install" in r.stderr
 
 
-NEWEST_TORCH = "2.15.0"   # the newest torch on PyPI (2026-12-07): torch 2.15.0+cu132
+# torches other than the lock (2.14.1+cu130) that the wheel must load under: the GPU host's
+# (2.11.0+cu130, the stable-ABI floor) and the newest on PyPI (2026-12-07: 2.15.0+cu132)
+OTHER_TORCHES = ["2.11.0", "2.15.0"]
 
 
-@pytest.fixture(scope="module")
-def newest_torch_python(request) -> Path:
-    """A venv with the newest torch from PyPI (past this machine's pip cap, which stops
-    at the lock: PIP_CONFIG_FILE=/dev/null), kept in pytest's cache: about 3 GB."""
+@pytest.fixture(scope="module", params=OTHER_TORCHES)
+def other_cuda_torch(request) -> tuple[str, Path]:
+    """A venv with that torch from PyPI (past this machine's pip cap, which stops at the
+    lock: PIP_CONFIG_FILE=/dev/null), kept in pytest's cache: about 3 GB each."""
     import venv
-    root = Path(request.config.cache.mkdir(f"blackwheel-torch-{NEWEST_TORCH}-venv"))
+    version = request.param
+    root = Path(request.config.cache.mkdir(f"blackwheel-torch-{version}-venv"))
     py = root / "bin" / "python"
     probe = subprocess.run([str(py), "-c", "import torch; print(torch.__version__)"],
                            capture_output=True, text=True) if py.exists() else None
-    if probe is None or probe.returncode != 0 or not probe.stdout.startswith(NEWEST_TORCH):
+    if probe is None or probe.returncode != 0 or not probe.stdout.startswith(version):
         venv.EnvBuilder(with_pip=True, clear=True).create(root)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={NEWEST_TORCH}", "numpy",
+        r = subprocess.run([str(py), "-m", "pip", "install", "-q", f"torch=={version}", "numpy",
                             "requests", "packaging", "regex", "psutil", "pyzmq"],
                            capture_output=True, text=True, env=dict(os.environ, PIP_CONFIG_FILE=os.devnull))
         if r.returncode != 0:
-            pytest.skip(f"cannot install torch=={NEWEST_TORCH}: {r.stderr[-600:]}")
-    return py
+            pytest.skip(f"cannot install torch=={version}: {r.stderr[-600:]}")
+    return version, py
 
 
 @pytest.mark.long
 @pytest.mark.network
-def test_imports_under_the_newest_torch(vllm_site, newest_torch_python, tmp_path):
-    """The seeds' drift the other way: a torch released after the build (2.15.0+cu132)
-    loads the wheel built against 2.14.1+cu130 (stable ABI >= 2.11, CUDA 13)."""
+def test_imports_under_other_cuda_torches(vllm_site, other_cuda_torch, tmp_path):
+    """The seeds' drift both ways: the GPU host's older torch (2.11.0+cu130) and a torch
+    released after the build (2.15.0+cu132) load the wheel built against 2.14.1+cu130
+    (stable ABI >= 2.11, CUDA 13), with vLLM's ops registered."""
     stub = _driver_stub(vllm_site / "vllm" / "_moe_C_stable_libtorch.abi3.so", tmp_path)
     code = ("import torch, vllm, vllm._custom_ops, vllm._moe_C_stable_libtorch\n"
-            "print(torch.__version__, torch.ops._moe_C.topk_softmax.default._schema)\n")
-    r = run_cli(newest_torch_python, ["-c", code], pythonpath=vllm_site, cwd=tmp_path,
+            "print(torch.__version__, torch.version.cuda, torch.ops._moe_C.topk_softmax.default._schema)\n")
+    version, python = other_cuda_torch
+    r = run_cli(python, ["-c", code], pythonpath=vllm_site, cwd=tmp_path,
                 env={"LD_LIBRARY_PATH": str(stub)})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.startswith(NEWEST_TORCH) and "_moe_C::topk_softmax" in r.stdout
+    assert r.stdout.startswith(version) and " 13." in r.stdout and "_moe_C::topk_softmax" in r.stdout
