@@ -259,8 +259,21 @@ std::tuple<Tensor, Tensor> varlen_fwd(
     params.softmax_lseaccum_ptr = accum.data_ptr();
     params.oaccum_ptr = static_cast<float*>(accum.data_ptr()) + lse_padded;
   }
+  // The split kernel run as one split (paged KV) writes the swapped problem's LSE in its
+  // varlen layout, (h_k, b, ngroups), where every other path writes (h_k, ngroups, b) (upstream's
+  // get_lse_tile): it writes a scratch, transposed into softmax_lse after the kernel.
+  const bool lse_transposed = swapped && paged_kv && n_splits == 1;
+  Tensor lse_kernel = softmax_lse;
+  if (lse_transposed) {
+    lse_kernel = torch::stable::new_empty(q, {num_heads_k, batch_size, ngroups}, ScalarType::Float);
+    params.softmax_lse_ptr = lse_kernel.data_ptr();
+  }
   set_params_alibi(params, alibi_slopes);
   run_fwd(params, current_stream(q), /*split=*/n_splits > 1 || paged_kv);
+  if (lse_transposed) {
+    Tensor dst = torch::stable::view(softmax_lse, {num_heads_k, ngroups, batch_size});
+    torch::stable::copy_(dst, torch::stable::transpose(lse_kernel, 1, 2));
+  }
   return {out, softmax_lse};
 }
 

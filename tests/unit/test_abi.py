@@ -113,8 +113,20 @@ def test_libstdcxx_versions(policy, providers):
 def test_torch_cuda_and_driver_symbols_resolve(policy, providers):
     assert res(A.Undef("_ZN3c106detail14torchCheckFailEPKcS2_jRKSs"), providers, policy).provider == "libc10.so"
     assert res(A.Undef("cudaMalloc", "libcudart.so.13", "libcudart.so.13"), providers, policy).kind == "cuda"
-    drv = res(A.Undef("cuTensorMapEncodeTiled"), providers, policy)
+    drv = A.resolve_symbol(A.Undef("cuTensorMapEncodeTiled"), providers, policy, "classic", SHIM,
+                           ("libc10.so", "libcuda.so.1"))
     assert (drv.ok, drv.kind, drv.provider) == (True, "driver", "libcuda.so.1")
+
+
+def test_driver_symbol_without_libcuda_needed_is_a_problem(policy, providers):
+    """What the GPU host met (12-07): vLLM's _C linked against an empty libcuda stub that
+    --as-needed dropped: 'undefined symbol: cuTensorMapEncodeTiled' at import, because
+    torch loads libcuda.so.1 privately. The check names the missing NEEDED entry."""
+    r = res(A.Undef("cuTensorMapEncodeTiled"), providers, policy)      # NEEDED: libc10.so only
+    assert (r.ok, r.problem, r.expected) == (False, "unresolved", "libcuda.so.1")
+    assert "not NEEDED" in A.describe_problem(r, "vllm/_C_stable_libtorch.abi3.so")
+    weak = res(A.Undef("cuGetProcAddress", weak=True), providers, policy)
+    assert weak.ok and weak.problem is None
 
 
 def test_unresolved_symbol_names_expected_library(policy, providers):

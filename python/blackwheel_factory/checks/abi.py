@@ -2,8 +2,8 @@
 
 Providers, in order: the locked torch's libtorch*/libc10* (torch/lib), the CUDA
 runtime (libcudart.so.13 and any other NEEDED library from nvidia/*/lib), the
-driver API (cu* names of libcuda.so.1, allowed by name: the driver is not
-installed on build hosts), and the system libraries with the symbol versions
+driver API (cu* names of libcuda.so.1, allowed by name where libcuda.so.1 is
+NEEDED: the driver is not installed on build hosts), and the system libraries with the symbol versions
 the manylinux policy allows (auditwheel's policy JSON). Stable-ABI extensions
 may use torch only through the C shim (aoti_torch_* / torch_* functions declared
 AOTI_TORCH_EXPORT in the shim headers); any other torch symbol is a violation.
@@ -218,6 +218,14 @@ def resolve_symbol(sym: Undef, providers: list[Provider], policy: Policy, abi: s
         if hit is not None:
             r.provider, r.kind = hit.name, hit.kind
     if r.provider is None and _DRIVER_RE.match(sym.name):
+        if "libcuda.so.1" not in needed and not sym.weak:
+            # torch loads the driver privately (RTLD_LOCAL): nothing else makes the
+            # name visible, and the import fails with 'undefined symbol' on a GPU host
+            r.problem, r.expected = "unresolved", "libcuda.so.1"
+            r.detail = ("a driver API function, but libcuda.so.1 is not NEEDED: link the driver "
+                        "(CUDA::cuda_driver) against a stub that defines it, as the toolkit's "
+                        "lib/stubs/libcuda.so does (an empty stub is dropped by --as-needed)")
+            return r
         r.provider, r.kind = "libcuda.so.1", "driver"
     if r.provider is None and python_module and _PYTHON_API_RE.match(sym.name):
         r.provider, r.kind = "python", "python"

@@ -91,26 +91,52 @@ def make_prefix(real: Path, dest: Path) -> Path:
             (lib / base).symlink_to(so)
     (tmp / "lib64").symlink_to("lib")
     if not (real / "lib" / "stubs" / "libcuda.so").exists():
-        driver_stub(lib / "stubs" / "libcuda.so")
+        driver_stub(lib / "stubs" / "libcuda.so", real / "include" / "cuda.h")
     if dest.exists() or dest.is_symlink():
         shutil.rmtree(dest) if dest.is_dir() and not dest.is_symlink() else dest.unlink()
     os.rename(tmp, dest)
     return dest
 
 
-def driver_stub(path: Path, cc: str | None = None) -> Path:
-    """An empty libcuda.so (soname libcuda.so.1) to link against, as the CUDA
-    toolkit's lib/stubs/libcuda.so is: the PyPI toolkit wheels have none, and
-    upstream CMake projects (vLLM's CUDA::cuda_driver) link the driver API. It
-    defines nothing: the driver installed on the GPU host resolves the cu* calls
-    (abi-check allows them by name)."""
+_DRIVER_NAME_RE = re.compile(r"\b(cu[A-Z][A-Za-z0-9_]*)\b")
+_DRIVER_PT_RE = re.compile(r"__CUDA_API_(PTDS|PTSZ)\((cu[A-Z][A-Za-z0-9_]*)\)")
+
+
+def driver_api_names(cuda_h: str) -> list[str]:
+    """Every driver API name a program compiled against this cuda.h can import: the
+    declared functions, the versioned names its #defines map them to (cuMemAlloc ->
+    cuMemAlloc_v2) and the per-thread-stream variants (cuMemcpy -> cuMemcpy_ptds)."""
+    names = set(_DRIVER_NAME_RE.findall(cuda_h))
+    names |= {f"{n}_{kind.lower()}" for kind, n in _DRIVER_PT_RE.findall(cuda_h)}
+    return sorted(names)
+
+
+def driver_stub(path: Path, cuda_h: Path, cc: str | None = None) -> Path:
+    """A libcuda.so (soname libcuda.so.1) to link against, as the CUDA toolkit's
+    lib/stubs/libcuda.so is: the PyPI toolkit wheels have none, and upstream CMake
+    projects (vLLM's CUDA::cuda_driver) link the driver API. Like the toolkit's stub it
+    defines the driver's functions (every name of the toolkit's cuda.h): torch's link
+    flags end in --as-needed, and a stub that defines nothing is dropped from NEEDED,
+    leaving the cu* symbols to a libcuda.so.1 that torch loads privately (RTLD_LOCAL):
+    'undefined symbol: cuTensorMapEncodeTiled' at import on a GPU host. The functions
+    are never called: the driver installed on the GPU host is the libcuda.so.1 loaded."""
+    if not cuda_h.is_file():
+        raise ToolchainError(f"no cuda.h at {cuda_h}: the libcuda.so link stub needs the toolkit's "
+                             "driver API header (install the cuda-toolkit wheels of build-system.requires)")
+    names = driver_api_names(cuda_h.read_text(errors="replace"))
     path.parent.mkdir(parents=True, exist_ok=True)
     cc = cc or os.environ.get("CC") or "cc"
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    r = subprocess.run([cc, "-shared", "-nostdlib", "-x", "c", "/dev/null", "-Wl,-soname,libcuda.so.1",
-                        "-Wl,--build-id=none", "-o", str(tmp)], capture_output=True, text=True)
+    src = path.with_name(f".{path.name}.tmp{os.getpid()}.c")
+    src.write_text("".join(f"void {n}(void) {{}}\n" for n in names))
+    try:
+        r = subprocess.run([cc, "-shared", "-nostdlib", "-fPIC", str(src), "-Wl,-soname,libcuda.so.1",
+                            "-Wl,--build-id=none", "-o", str(tmp)], capture_output=True, text=True)
+    finally:
+        src.unlink(missing_ok=True)
     if r.returncode != 0:
-        raise ToolchainError(f"could not make the libcuda.so link stub with {cc}: {r.stderr.strip()}")
+        tmp.unlink(missing_ok=True)
+        raise ToolchainError(f"could not make the libcuda.so link stub with {cc}: {r.stderr.strip()[-2000:]}")
     os.replace(tmp, path)
     return path
 
