@@ -110,6 +110,21 @@ def test_verify_abi_check_repair(vllm_wheel, tmp_path):
     assert repaired.name.startswith("vllm-0.33.0+cu130.sm120a-cp311-abi3-manylinux_")
 
 
+def test_driver_api_users_need_libcuda(vllm_site):
+    """Every extension that calls the driver API records libcuda.so.1 in NEEDED: torch loads
+    the driver privately, so without it the GPU host's import fails ('undefined symbol:
+    cuTensorMapEncodeTiled', 12-07; the link stub was empty and --as-needed dropped it)."""
+    from blackwheel_factory.checks.abi import read_elf
+    users = {}
+    for so in sorted((vllm_site / "vllm").rglob("*.so")):
+        with open(so, "rb") as f:
+            elf = read_elf(f, str(so))
+        if any(u.name.startswith("cu") and u.name[2:3].isupper() for u in elf.undefined):
+            users[so.name] = elf.needed
+    assert "cumem_allocator.abi3.so" in users          # cuMemCreate, cuMemMap, ...
+    assert all("libcuda.so.1" in needed for needed in users.values()), users
+
+
 def _driver_stub(so: Path, out_dir: Path) -> Path:
     """libcuda.so.1 defining the cu* functions `so` imports (each fails with
     CUDA_ERROR_NO_DEVICE): this machine has no driver, the GPU host has the real one."""
