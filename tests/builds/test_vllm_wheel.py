@@ -164,9 +164,12 @@ def test_vllm_flash_attn_fa2_imports_on_cpu(vllm_site, tmp_path):
             "assert fi.FA2_AVAILABLE, fi.FA2_UNAVAILABLE_REASON\n"
             "print(torch.ops._vllm_fa2_C.varlen_fwd.default._schema)\n"
             "assert not hasattr(torch.ops._vllm_fa2_C, 'varlen_fwd_sparse')\n"
+            "import inspect\n"
             "for f in (fi.sparse_attn_func, fi.sparse_attn_varlen_func):\n"
+            "    required = [p for p in inspect.signature(f).parameters.values()\n"
+            "                if p.default is inspect.Parameter.empty]\n"
             "    try:\n"
-            "        f(*[None] * 9)\n"
+            "        f(*[None] * len(required))\n"
             "    except NotImplementedError as e:\n"
             "        print('refused:', e)\n")
     r = run_cli(sys.executable, ["-c", code], pythonpath=vllm_site, cwd=tmp_path,
