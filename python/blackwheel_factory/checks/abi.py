@@ -3,8 +3,8 @@
 Providers, in order: the locked torch's libtorch*/libc10* (torch/lib), the CUDA
 runtime (libcudart.so.13 and any other NEEDED library from nvidia/*/lib), the
 driver API (cu* names of libcuda.so.1, allowed by name where libcuda.so.1 is
-NEEDED: the driver is not installed on build hosts), and the system libraries with the symbol versions
-the manylinux policy allows (auditwheel's policy JSON). Stable-ABI extensions
+NEEDED: the driver is not installed on build hosts), and the system libraries
+with the symbol versions the manylinux policy allows (auditwheel's policy JSON). Stable-ABI extensions
 may use torch only through the C shim (aoti_torch_* / torch_* functions declared
 AOTI_TORCH_EXPORT in the shim headers); any other torch symbol is a violation.
 
