@@ -7,7 +7,8 @@ One module fixture does the work, in parallel where the machine allows (2 cores)
   1. `image base-os`: mmdebstrap bookworm (python3, venv, pip) under SOURCE_DATE_EPOCH, imported
      into store A; the same tar into store B (two stores: two builds from scratch)
   2. the wheels repaired and published (`publish`: verify, twine, read back), torch mirrored
-  3. `image build` twice at once, one per store, each writing the lock (`constraints`) itself
+  3. `image build` twice, one per store, each writing the lock (`constraints`) itself: one
+     after the other (disk: a commit's peak is three copies of the 5.7 GB layer)
   4. at once: store A: the application image FROM the base (ci/image-app), run with
      `buildah run`; store B: a build against a tampered wheel on the index, then one whose
      lock pins torch 2.13.0+cpu (the guard must stop it); store A's image exported as
@@ -23,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +43,7 @@ TAG = "localhost/blackwheel-base:test"
 APP = "localhost/blackwheel-app:test"
 PY, GLIBC = "3.11", (2, 36)          # Debian bookworm: the lock's target
 OTHER_TORCH = "2.13.0"               # /opt/wheels/torch-2.13.0+cpu-...: not the locked torch
+DISK_NEEDED = 36_000_000_000         # the fixture's measured peak, 32.4 GB, + 10 % (DiskPeak; IMAGES.md 8)
 
 for tool in ("buildah", "mmdebstrap"):
     if shutil.which(tool) is None:
@@ -105,11 +108,42 @@ def built_wheels(request) -> list[Path]:
     return [request.getfixturevalue("two_builds")[0], request.getfixturevalue("fa_wheel")]
 
 
+class DiskPeak:
+    """The most disk this fixture took at once: free space sampled every second in a thread
+    (the lowest seen, against the free space at the start)."""
+
+    def __init__(self, path: Path):
+        self.path, self.start, self.t0 = path, shutil.disk_usage(path).free, time.monotonic()
+        self.low, self.low_at, self._stop = self.start, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            free = shutil.disk_usage(self.path).free
+            if free < self.low:
+                self.low, self.low_at = free, round(time.monotonic() - self.t0)
+
+    def mark(self, times: dict, name: str) -> None:
+        times[f"disk_{name}_gb"] = round((self.start - shutil.disk_usage(self.path).free) / 1e9, 1)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"disk_peak_gb": round((self.start - self.low) / 1e9, 1), "disk_peak_at_s": self.low_at}
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory, built_wheels):
     root = tmp_path_factory.mktemp("image")
+    free = shutil.disk_usage(root).free
+    if free < DISK_NEEDED:
+        pytest.skip(f"the image test needs {DISK_NEEDED / 1e9:.0f} GB free under {root} (measured peak "
+                    f"plus margin: docs/IMAGES.md); {free / 1e9:.1f} GB are: free space or set "
+                    f"PYTEST_ADDOPTS=--basetemp=DIR on a larger disk")
     times: dict[str, float] = {}
     out: dict = {"root": root, "times": times}
+    disk = DiskPeak(root)
     stores = {k: root / f"store-{k}" for k in "ab"}
     # one index per build: pypiserver's wsgiref server answers one request at a time, and a
     # 550 MB torch download to one pip must not time the other pip out
@@ -152,22 +186,29 @@ def images(tmp_path_factory, built_wheels):
                     "--storage", str(stores["b"]))
         assert r.returncode == 0, r.stdout + r.stderr
         out["base_os_b"] = r.stdout
+        disk.mark(times, "before_builds")
 
-        # 3: the same inputs, two stores, at once
+        # 3: the same inputs, two stores, one after the other: a build's commit holds its
+        # container, two temporary copies of the layer under /var/tmp and the new layer
+        # (4 x 5.7 GB) at its peak; two at once filled a CI machine's disk
         args = ["--wheel", *map(str, wheels), "--resolve-from", str(pkgs)]
         t = time.monotonic()
-        futs = {k: pool.submit(_build, stores[k], TAG, index[k], root / f"build-{k}.log", *args,
-                               "--lock-out", str(root / f"lock-{k}.txt"), "--record", str(root / f"record-{k}.json"))
-                for k in "ab"}
-        out["build"] = {k: f.result() for k, f in futs.items()}
-        times["two_builds"] = round(time.monotonic() - t, 1)
-        for k, r in out["build"].items():
+        out["build"] = {}
+        for k in "ab":
+            out["build"][k] = r = _timed(times, f"build_{k}", _build, stores[k], TAG, index[k],
+                                         root / f"build-{k}.log", *args, "--lock-out", str(root / f"lock-{k}.txt"),
+                                         "--record", str(root / f"record-{k}.json"))
             assert r.returncode == 0, f"build {k}:\n{r.stdout}{r.stderr}"
+            disk.mark(times, f"after_build_{k}")
+        times["two_builds"] = round(time.monotonic() - t, 1)
         out["record"] = {k: json.loads((root / f"record-{k}.json").read_text()) for k in "ab"}
         if out["record"]["a"]["digest"] != out["record"]["b"]["digest"]:
             for k in "ab":
                 buildah(stores[k], "push", "-q", "--disable-compression", TAG, f"dir:{root / ('export-' + k)}")
             out["compare"] = factory("image", "compare", str(root / "export-a"), str(root / "export-b"))
+        else:
+            buildah(stores["b"], "rmi", TAG)         # B's copy has served; its 5.7 GB go before step 4
+        disk.mark(times, "before_step4")
 
         # 4: A: the application image; B: the two builds that must fail
         def app():
@@ -220,11 +261,13 @@ def images(tmp_path_factory, built_wheels):
         times["app_failing_scan"] = round(time.monotonic() - t, 1)
         out["logs"] = "".join(p.read_text() for p in sorted(root.glob("*.log")))
         times["total"] = round(time.monotonic() - t_all, 1)
+        times.update(disk.stop())
         print("\nimage test times (s):", json.dumps(times), file=sys.stderr)
         print("records:", json.dumps(out["record"], indent=1), file=sys.stderr)
         (root / "times.json").write_text(json.dumps(times, indent=1))
         yield out
     finally:
+        disk.stop()
         pool.shutdown(wait=True)
         for s in servers.values():
             s.stop()
