@@ -11,8 +11,15 @@
 # per-source archs (cuda_archs_loose_intersection) and flags itself.
 include(CxxRuntime)
 blackwheel_check_cxx_runtime()
-# 1. the torch lock, before anything compiles
+# 1. the torch lock, before anything compiles; the upstream's find_package(Torch) finds that torch
 blackwheel_python(lock --check --for-build)
+include(TorchPackage)
+execute_process(COMMAND "${Python_EXECUTABLE}" -c "import os, torch; print(os.path.dirname(torch.__file__))"
+                OUTPUT_VARIABLE BW_LOCKED_TORCH_DIR OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _bw_rc)
+if(NOT _bw_rc EQUAL 0)
+  message(FATAL_ERROR "blackwheel: cannot import torch with ${Python_EXECUTABLE}")
+endif()
+blackwheel_pin_torch_package("${BW_LOCKED_TORCH_DIR}")
 # 2. archs x families, prepared sources (cutlass), job counts: plan.cmake
 include(Plan)
 # the upstream reads its targets' archs from torch's TORCH_CUDA_ARCH_LIST (find_package(Torch))
@@ -31,6 +38,7 @@ set(BW_INSTALL_COMPONENT blackwheel)   # our installs: one component beside the 
 cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL blackwheel_upstream_finish)
 
 function(blackwheel_upstream_finish)
+  blackwheel_check_torch_package("${BW_LOCKED_TORCH_DIR}" "${TORCH_INSTALL_PREFIX}")
   # The product's families: a [family.*] with a `library` is blackwheel's own, compiled here
   # by its cmake/kernels module (e.g. flash_attn_2 -> vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so);
   # the others describe the upstream's own targets.
