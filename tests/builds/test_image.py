@@ -8,7 +8,7 @@ One module fixture does the work, in parallel where the machine allows (2 cores)
      into store A; the same tar into store B (two stores: two builds from scratch)
   2. the wheels repaired and published (`publish`: verify, twine, read back), torch mirrored
   3. `image build` twice, one per store, each writing the lock (`constraints`) itself: one
-     after the other (disk: a commit's peak is three copies of the 5.7 GB layer)
+     after the other (disk: a commit holds four copies of the 5.7 GB layer at its peak)
   4. at once: store A: the application image FROM the base (ci/image-app), run with
      `buildah run`; store B: a build against a tampered wheel on the index, then one whose
      lock pins torch 2.13.0+cpu (the guard must stop it); store A's image exported as
