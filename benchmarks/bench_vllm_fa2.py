@@ -197,16 +197,45 @@ def bench_host(rounds):
     return {"median_us": med, "over_raw_us": {k: v - raw for k, v in med.items()}}
 
 
+def profile_host(n=200):
+    """Where the op's host time goes: torch.profiler (CPU + CUDA runtime calls) over n eager
+    calls of the host case's op; the table lists the aten ops the op dispatches inside
+    (allocations, copies) and the CUDA runtime calls (launches, attribute sets)."""
+    from torch.profiler import ProfilerActivity, profile
+    q, kc, vc, table, cu_q, used, out = paged_setup(1, 512, 16)
+    dummy_k = torch.empty_like(cu_q)
+    ops = torch.ops._vllm_fa2_C
+    rows = {}
+    for splits in (0, 1):
+        fn = lambda: ops.varlen_fwd(q, kc, vc, out, cu_q, dummy_k, used, None, table, None, 1, 512,
+                                    0.0, D ** -0.5, False, True, -1, -1, 0.0, False, splits, None)
+        host_us(fn, 50)
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(n):
+                fn()
+            torch.cuda.synchronize()
+        table_txt = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        print(f"--- host profile, num_splits={splits}, {n} calls (times are totals over them)\n"
+              + table_txt, flush=True)
+        rows[str(splits)] = {e.key: {"count": e.count, "self_cpu_us_per_call": e.self_cpu_time_total / n}
+                             for e in prof.key_averages()}
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer shapes")
     ap.add_argument("--only", choices=["decode", "prefill", "host"], action="append")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--profile-host", action="store_true",
+                    help="also profile the op's host time (torch.profiler, per aten op and CUDA call)")
     args = ap.parse_args(argv)
     which = args.only or ["host", "decode", "prefill"]
     res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     if "host" in which:
         res["host"] = bench_host(rounds=10 if args.quick else 30)
+    if args.profile_host:
+        res["host_profile"] = profile_host()
     if "decode" in which:
         res["decode"] = bench_decode(args.quick)
     if "prefill" in which:
