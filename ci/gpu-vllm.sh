@@ -11,6 +11,7 @@
 #   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
 #   bash ci/gpu-vllm.sh setup        only the host set-up of start/use (the wheel comes in a later call)
 #   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
+#   bash ci/gpu-vllm.sh fa2-ab SO    a rebuilt _vllm_fa2_C against the installed wheel's (after tests)
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
 #   bash ci/gpu-vllm.sh tests        import; vLLM's own kernel tests (sampled:
@@ -191,6 +192,24 @@ tests)
   [ -s $W/jobs.jsonl ] && jobs_by_dir $W/jobs.jsonl > $W/res/jobs-by-dir.txt 2>&1 && cp $W/jobs.jsonl $W/res/
   cp $W/host.txt $W/build.log $W/res/ 2>/dev/null; cp $W/out/build-*.log $W/out/report-* $W/res/ 2>/dev/null
   tar czf $OUT/vllm-results.tgz -C $W res tests.log 2>/dev/null; ls -la $OUT
+  ;;
+fa2-ab)   # bash ci/gpu-vllm.sh fa2-ab SO: a rebuilt _vllm_fa2_C (e.g. with a new kernel patch) against the
+          # installed wheel's, after `tests`: tests/vllm_gpu/test_vllm_fa2.py with it, and the prefill and
+          # host benchmarks run with each library in turn (same machine, same run) -> $OUT/fa2-ab.tgz
+  so="${2:?usage: bash ci/gpu-vllm.sh fa2-ab carry-fa/_vllm_fa2_C.abi3.so}"; d=$W/site/vllm/vllm_flash_attn
+  [ -f $d/_vllm_fa2_C.abi3.so ] || { echo "no vllm installed under $W/site: run use/start first"; exit 1; }
+  mkdir -p $W/ab && cp -n $d/_vllm_fa2_C.abi3.so $W/ab/wheel.so && cp "$so" $W/ab/new.so
+  export PYTHONPATH=$W/site:$W/deps
+  for lib in wheel new; do
+    cp $W/ab/$lib.so $d/_vllm_fa2_C.abi3.so
+    timeout ${BT:-150} python3 benchmarks/bench_vllm_fa2.py --quick --only prefill --only host \
+      --json $W/ab/bench-$lib.json > $W/ab/bench-$lib.txt 2>&1; echo "bench ($lib) rc $?" >> $W/ab/bench-$lib.txt
+  done
+  timeout 300 python3 -m pytest -q -p no:cacheprovider -rfE tests/vllm_gpu/test_vllm_fa2.py > $W/ab/test-new.txt 2>&1
+  echo "test_vllm_fa2 (new) rc $?" >> $W/ab/test-new.txt
+  cp $W/ab/wheel.so $d/_vllm_fa2_C.abi3.so
+  tail -3 $W/ab/test-new.txt; grep -h "prefill\|host " $W/ab/bench-*.txt
+  tar czf ${OUT:-/tmp}/fa2-ab.tgz -C $W ab --exclude='*.so'
   ;;
 *) sed -n 2,20p "$0"; exit 2 ;;
 esac
