@@ -45,6 +45,36 @@ function(blackwheel_family_flash_attn_2)
         endforeach()
       endforeach()
     endforeach()
+    if(d LESS_EQUAL 128)   # patch 0005: the paged prefill tile, in TUs of its own
+      foreach(dt IN LISTS BW_FLASH_ATTN_2_DTYPES)
+        foreach(c "" "_causal")
+          list(APPEND srcs "${CMAKE_CURRENT_BINARY_DIR}/fa2_prefill/flash_fwd_prefill_hdim${d}_${dt}${c}_sm80.cu")
+          set(elem cutlass::half_t)
+          if(dt STREQUAL "bf16")
+            set(elem cutlass::bfloat16_t)
+          endif()
+          set(causal false)
+          if(c)
+            set(causal true)
+          endif()
+          file(CONFIGURE OUTPUT "${CMAKE_CURRENT_BINARY_DIR}/fa2_prefill/flash_fwd_prefill_hdim${d}_${dt}${c}_sm80.cu"
+            CONTENT "// Written by blackwheel's cmake/kernels/FlashAttn2.cmake (patch 0005's paged prefill tile).
+#include \"namespace_config.h\"
+#include \"flash_fwd_launch_template.h\"
+
+namespace FLASH_NAMESPACE {
+
+template<typename T, int Headdim, bool Is_causal>
+void run_mha_fwd_paged_prefill(Flash_fwd_params &params, cudaStream_t stream) {
+    run_mha_fwd_paged_prefill_impl<T, Headdim, Is_causal>(params, stream);
+}
+template void run_mha_fwd_paged_prefill<${elem}, ${d}, ${causal}>(Flash_fwd_params &params, cudaStream_t stream);
+
+} // namespace FLASH_NAMESPACE
+")
+        endforeach()
+      endforeach()
+    endif()
     list(APPEND dim_defs BW_FA_HDIM${d}=1)
   endforeach()
   foreach(dt IN LISTS BW_FLASH_ATTN_2_DTYPES)
