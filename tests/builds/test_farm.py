@@ -158,6 +158,9 @@ def test_marlin_fp4_compiles_on_both_servers_and_equals_the_local_wheel(
         assert stats.local == 0 and stats.distributed == stats.misses, stats   # all on the farm
         assert set(stats.per_server) == set(state["servers"]), stats   # on both servers
         assert all(n > 0 for n in stats.per_server.values())
+        # the toolchain archives went to the farm's own dir (client.toml [dist] cache_dir),
+        # not to sccache's ~/.cache/sccache-dist-client shared with every other farm
+        assert any((root / "client-toolchains").rglob("*")), "no toolchain archive in the farm's dir"
         farm_wheel, local_wheel = _wheel(out), marlin_local_build[0]
         assert farm_wheel.name == local_wheel.name
         assert _sha(farm_wheel) == _sha(local_wheel), "the farm's wheel differs from the local one"

@@ -34,6 +34,10 @@ def test_configs_are_sccache_dist_toml():
     assert cli["dist"]["scheduler_url"] == "http://10.0.0.1:10600"
     assert cli["dist"]["toolchains"] == [] and cli["dist"]["auth"] == {"type": "token", "token": "ct"}
     assert C.dist_scheduler_url(C.client_toml("h:1", "t")) == "http://h:1"
+    # the farm's own toolchain-archive dir, not sccache's shared ~/.cache/sccache-dist-client
+    assert "cache_dir" not in cli["dist"]
+    own = tomllib.loads(C.client_toml("h:1", "t", toolchain_dir=Path("/farm/client-toolchains")))
+    assert own["dist"]["cache_dir"] == "/farm/client-toolchains"
     assert C.dist_scheduler_url("[cache.disk]\ndir = '/x'\n") is None
 
 

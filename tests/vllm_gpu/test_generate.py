@@ -67,10 +67,20 @@ def _reference_logits(model_dir, ids):
         return m(torch.tensor([ids], device="cuda")).logits[0, -1].float().cpu()
 
 
+def _sampler_env():
+    """vLLM's sampler imports its FlashInfer attention backend, which imports flashinfer
+    (flashinfer-python==0.7.2.post1 is a Requires-Dist of the wheel: pip installs it). On the
+    GPU host it is absent (62 MB: over the carry limit beside the wheel; measured 12-07: every
+    engine failed with ModuleNotFoundError: flashinfer in topk_topp_sampler.py); vLLM's own switch
+    VLLM_USE_FLASHINFER_SAMPLER=0 returns before that import. Greedy sampling needs no top-k/p."""
+    import importlib.util
+    return {} if importlib.util.find_spec("flashinfer") else {"VLLM_USE_FLASHINFER_SAMPLER": "0"}
+
+
 def _run_vllm(model_dir, backend, dtype, tmp_path):
     out = tmp_path / "vllm.json"
     env = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONUNBUFFERED="1",
-               **(F32_ENV if dtype == "float32" else {}))
+               **_sampler_env(), **(F32_ENV if dtype == "float32" else {}))
     p = subprocess.run([sys.executable, str(HERE / "greedy.py"), "vllm", model_dir, str(out), backend, dtype],
                        env=env, capture_output=True, text=True, timeout=600)
     log = p.stdout + p.stderr

@@ -154,7 +154,8 @@ def write_farm(root: Path, servers: int = 2, host: str = "127.0.0.1",
             spec.build_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(root / f"server-{i}.toml", C.server_toml(spec, sched, bwrap))
     _atomic_write(root / "scheduler.toml", C.scheduler_toml(sched, client_token, key))
-    _atomic_write(root / "client.toml", C.client_toml(sched, client_token))
+    _atomic_write(root / "client.toml", C.client_toml(sched, client_token,
+                                                      toolchain_dir=root.resolve() / "client-toolchains"))
     _save_state(root, {"scheduler": sched, "servers": addrs, "pids": {}})
     return Layout(root, sched, tuple(addrs))
 

@@ -66,13 +66,20 @@ def server_toml(spec: ServerSpec, scheduler_addr: str, bwrap: str = "/usr/bin/bw
 
 
 def client_toml(scheduler_addr: str, client_token: str,
-                toolchain_cache_size: int = 10 << 30) -> str:
-    """The client's SCCACHE_CONF: sccache's own [dist] section, nothing blackwheel-only."""
+                toolchain_cache_size: int = 10 << 30, toolchain_dir: str | Path | None = None) -> str:
+    """The client's SCCACHE_CONF: sccache's own [dist] section, nothing blackwheel-only.
+
+    toolchain_dir ([dist] cache_dir: where the client keeps the toolchain archives it sends):
+    the farm's own. sccache's default, ~/.cache/sccache-dist-client, is shared by every farm
+    and keys an archive by the compiler's path and hash; an archive packed from another
+    target of the same symlinked path (build/cuda-prefix -> another venv) was reused and the
+    servers could not run its cudafe++ (measured 12-07: "bwrap: execvp ...: No such file")."""
     if not client_token:
         raise FarmConfigError("client config needs the scheduler's client token")
+    cache = f"cache_dir = {_q(str(toolchain_dir))}\n" if toolchain_dir is not None else ""
     return ("# sccache client: SCCACHE_CONF=<this file> makes every sccache compile try the farm\n"
             f"[dist]\nscheduler_url = {_q(scheduler_url(scheduler_addr))}\n"
-            f"toolchains = []\ntoolchain_cache_size = {int(toolchain_cache_size)}\n\n"
+            f"toolchains = []\ntoolchain_cache_size = {int(toolchain_cache_size)}\n{cache}\n"
             f"[dist.auth]\ntype = \"token\"\ntoken = {_q(client_token)}\n")
 
 
