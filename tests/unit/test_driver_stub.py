@@ -58,3 +58,12 @@ def test_missing_header_names_the_fix(tmp_path):
     with pytest.raises(T.ToolchainError, match="cuda-toolkit wheels"):
         T.driver_stub(tmp_path / "libcuda.so", tmp_path / "include" / "cuda.h")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_prefix_path_follows_the_toolkit_directory(tmp_path):
+    """A new toolkit directory (pip's random isolated build env) gets a new prefix path:
+    sccache-dist keys the toolchain it sends by the compiler's path, and a fixed prefix path
+    in front of another venv made it send a stale archive (the farm build failed)."""
+    a, b = T.prefix_dir(tmp_path, tmp_path / "env-a" / "cu13"), T.prefix_dir(tmp_path, tmp_path / "env-b" / "cu13")
+    assert a != b and a.parent == b.parent == tmp_path
+    assert a == T.prefix_dir(tmp_path, tmp_path / "env-a" / "cu13")    # stable for one venv: cache hits

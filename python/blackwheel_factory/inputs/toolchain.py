@@ -8,6 +8,7 @@ small prefix of symlinks in the build directory instead of touching site-package
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -141,6 +142,16 @@ def driver_stub(path: Path, cuda_h: Path, cc: str | None = None) -> Path:
     return path
 
 
+def prefix_dir(build_dir: Path, real: Path) -> Path:
+    """Where the prefix for the toolkit at `real` goes: named after that path, so that a
+    build against another toolkit directory (pip's isolated build env is a new random one
+    each time) gets another prefix path. sccache-dist's client keys the toolchain archive
+    it sends by the compiler's path and content; behind one fixed prefix path a new venv
+    got the archive packed from the old one, and the build servers could not run it
+    (measured 12-07: "bwrap: execvp .../cudafe++: No such file or directory")."""
+    return build_dir / f"cuda-prefix-{hashlib.sha256(str(real).encode()).hexdigest()[:12]}"
+
+
 def resolve(build_dir: Path, env: dict | None = None, expected_version: str | None = None) -> Toolchain:
     env = os.environ if env is None else env
     choice = env.get("BLACKWHEEL_NVCC", "pypi").strip() or "pypi"
@@ -152,7 +163,7 @@ def resolve(build_dir: Path, env: dict | None = None, expected_version: str | No
                 "isolation (the default: build-system.requires installs them), or `pip install "
                 "\"cuda-toolkit[nvcc,crt,nvvm,cudart,cccl,cublas,nvrtc]==13.0.3.0\"` for "
                 "--no-build-isolation, or set BLACKWHEEL_NVCC=system to use $CUDA_HOME/bin/nvcc.")
-        prefix = make_prefix(real, build_dir / "cuda-prefix")
+        prefix = make_prefix(real, prefix_dir(build_dir, real))
         tc = Toolchain(prefix / "bin" / "nvcc", prefix, "pypi", nvcc_version(real / "bin" / "nvcc"), real)
         if expected_version and tc.version != expected_version:
             raise ToolchainError(
