@@ -211,7 +211,7 @@ fa2-ab)   # bash ci/gpu-vllm.sh fa2-ab SO: a rebuilt _vllm_fa2_C (e.g. with a ne
   echo "test_vllm_fa2 (new) rc $?" >> $W/ab/test-new.txt
   cp $W/ab/wheel.so $d/_vllm_fa2_C.abi3.so
   tail -3 $W/ab/test-new.txt; grep -h "prefill\|host " $W/ab/bench-*.txt
-  tar czf ${OUT:-/tmp}/fa2-ab.tgz -C $W ab --exclude='*.so'
+  tar czf ${OUT:-/tmp}/fa2-ab.tgz --exclude='*.so' -C $W ab
   ;;
 *) sed -n 2,20p "$0"; exit 2 ;;
 esac
