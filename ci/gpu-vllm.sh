@@ -11,6 +11,7 @@
 #   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
 #   bash ci/gpu-vllm.sh setup        only the host set-up of start/use (the wheel comes in a later call)
 #   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
+#   bash ci/gpu-vllm.sh probe        the rotary opcheck and attention-backend failures' traces (after tests)
 #   bash ci/gpu-vllm.sh fa2-ab SO    a rebuilt _vllm_fa2_C against the installed wheel's (after tests)
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
@@ -23,8 +24,8 @@
 # Carried: carry/bundle-vllm.tar.gz (python -m blackwheel_factory sources vllm cutlass cutlass-library flash-attn --bundle ...: flash-attn for vllm_flash_attn/_vllm_fa2_C),
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
 # (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
-# workers, 8), KT (kernel tests' time limit, 420 s), TT (one test's limit, 240 s), GT (tests/vllm_gpu's
-# limit, 900 s), NV (set: no verify on the host).
+# workers, 8), KT (kernel tests' time limit, 420 s; 0: skip them), TT (one test's limit, 240 s), GT (tests/vllm_gpu's
+# limit, 900 s), NV (set: no verify on the host), ABX (more bench_vllm_fa2.py options for fa2-ab), PT (probe limit, 150 s).
 set -u
 W=/tmp/bwv; REPO=$PWD
 mkdir -p $W
@@ -169,6 +170,7 @@ tests)
         echo \"verify rc \$?\" >> $W/res/verify.txt
       else echo 'no cuobjdump on this host: verify not run' > $W/res/verify.txt; fi
       rm -rf $W/vt && mkdir -p $W/vt && tar xzf $REPO/carry/vllm-tests.tar.gz -C $W/vt && cd $W/vt/vllm-tests
+      if [ \"${KT:-420}\" = 0 ]; then echo 'kernel tests skipped (KT=0)' | tee $W/res/kernel-summary.txt; else
       t=\$(date +%s)
       PYTHONPATH=$REPO/tests/upstream:\$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} BW_VLLM_SAMPLE_REPORT=$W/res/sample.txt timeout ${KT:-420} \
         python3 -m pytest -v -p vllm_sampling -p no:cacheprovider -rfE -n ${XD:-8} --timeout=${TT:-240} \
@@ -181,7 +183,7 @@ tests)
         grep -oE '(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS) tests/[^:]+' $W/res/kernel-tests.txt | sort | uniq -c >> $W/res/kernel-summary.txt
       fi
       python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml >> $W/res/kernel-summary.txt 2>&1
-      cat $W/res/sample.txt >> $W/res/kernel-summary.txt
+      cat $W/res/sample.txt >> $W/res/kernel-summary.txt; fi
       cd $REPO; t=\$(date +%s)
       timeout ${BT:-240} python3 benchmarks/bench_vllm_fa2.py ${BQ:---quick} --json $W/res/bench-vllm-fa2.json > $W/res/bench-vllm-fa2.txt 2>&1
       echo \"vllm fa2 benchmark rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/bench-vllm-fa2.txt
@@ -204,7 +206,7 @@ fa2-ab)   # bash ci/gpu-vllm.sh fa2-ab SO: a rebuilt _vllm_fa2_C (e.g. with a ne
   export PYTHONPATH=$W/site:$W/deps
   for lib in wheel new; do
     cp $W/ab/$lib.so $d/_vllm_fa2_C.abi3.so
-    timeout ${BT:-150} python3 benchmarks/bench_vllm_fa2.py --quick --only prefill --only host \
+    timeout ${BT:-150} python3 benchmarks/bench_vllm_fa2.py --quick --only prefill --only host ${ABX:-} \
       --json $W/ab/bench-$lib.json > $W/ab/bench-$lib.txt 2>&1; echo "bench ($lib) rc $?" >> $W/ab/bench-$lib.txt
   done
   timeout 300 python3 -m pytest -q -p no:cacheprovider -rfE tests/vllm_gpu/test_vllm_fa2.py > $W/ab/test-new.txt 2>&1
@@ -212,6 +214,15 @@ fa2-ab)   # bash ci/gpu-vllm.sh fa2-ab SO: a rebuilt _vllm_fa2_C (e.g. with a ne
   cp $W/ab/wheel.so $d/_vllm_fa2_C.abi3.so
   tail -3 $W/ab/test-new.txt; grep -h "prefill\|host " $W/ab/bench-*.txt
   tar czf ${OUT:-/tmp}/fa2-ab.tgz --exclude='*.so' -C $W ab
+  ;;
+probe)   # why vLLM's rotary opcheck cases and test_attention_backends fail (no xdist, first failure's trace)
+  export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0; [ -d $W/vt/vllm-tests ] || { mkdir -p $W/vt && tar xzf carry/vllm-tests.tar.gz -C $W/vt; }
+  cd $W/vt/vllm-tests; mkdir -p ${OUT:-/tmp}
+  timeout ${PT:-150} python3 -m pytest -x -q -p no:cacheprovider --tb=long -k opcheck tests/kernels/core/test_rotary_embedding.py > ${OUT:-/tmp}/probe-rotary.txt 2>&1
+  echo "rotary rc $?" >> ${OUT:-/tmp}/probe-rotary.txt
+  timeout ${PT:-150} python3 -m pytest -x -q -p no:cacheprovider --tb=long tests/v1/attention/test_attention_backends.py > ${OUT:-/tmp}/probe-backends.txt 2>&1
+  echo "attention_backends rc $?" >> ${OUT:-/tmp}/probe-backends.txt
+  grep -hE "Error|error:|rc [0-9]" ${OUT:-/tmp}/probe-*.txt | head -30
   ;;
 *) sed -n 2,20p "$0"; exit 2 ;;
 esac

@@ -7,7 +7,8 @@
 // CUDA graphs, so everything upstream's mha_varlen_fwd decides is decided here in C++
 // (no Python between vLLM and the launch): checks, the GQA decode swap (done with strides,
 // no copy of q or out), window clamping, the split-KV heuristic for decode with paged KV,
-// one allocation for the LSE and, when splitting, one for both split accumulators.
+// one allocation per call for the LSE and the split accumulators (the LSE is a view of it),
+// the shared-memory attribute set once per kernel (flash-attn patch 0006).
 //
 // Differences from vLLM's own FA2 build, on purpose:
 //  - dropout (p_dropout > 0, return_softmax) is refused: torch's CUDA generator is not part
@@ -21,6 +22,8 @@
 // fa_utils.flash_attn_supports_sinks), so its backend selection picks another backend.
 #include <algorithm>
 #include <array>
+#include <initializer_list>
+#include <optional>
 #include <tuple>
 
 #include <torch/csrc/stable/ops.h>
@@ -73,6 +76,35 @@ int num_splits_heuristic(int batch_nheads_mblocks, int num_SMs, int num_n_blocks
   return 1;
 }
 
+// A float32 CUDA buffer of n elements from torch's caching allocator, through the shim's
+// empty_strided (torch::stable::new_empty dispatches aten::new_empty, then aten::empty: two
+// dispatcher round trips per call on vLLM's hot path).
+Tensor empty_f32(std::initializer_list<int64_t> sizes, int device) {
+  std::array<int64_t, 4> strides{};
+  int64_t n = 1;
+  for (int64_t i = int64_t(sizes.size()) - 1; i >= 0; --i) {   // contiguous
+    strides[i] = n;
+    n *= sizes.begin()[i];
+  }
+  AtenTensorHandle h = nullptr;
+  TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(int64_t(sizes.size()), sizes.begin(), strides.data(),
+                                                  aoti_torch_dtype_float32(),
+                                                  aoti_torch_device_type_cuda(), device, &h));
+  return Tensor(h);
+}
+
+// A view of base's storage (sizes and strides in elements, offset in elements), made by the
+// shim directly: no dispatcher call.
+Tensor view_of(const Tensor& base, std::initializer_list<int64_t> sizes,
+               std::initializer_list<int64_t> strides, int64_t offset) {
+  AtenTensorHandle h = nullptr;
+  TORCH_ERROR_CODE_CHECK(aoti_torch__reinterpret_tensor(base.get(), int64_t(sizes.size()),
+                                                        sizes.begin(), strides.begin(), offset, &h));
+  return Tensor(h);
+}
+
+int64_t pad64(int64_t n) { return (n + 63) / 64 * 64; }   // floats: 256-byte aligned regions
+
 void check_cuda(const Tensor& t, const char* name) {
   STD_TORCH_CHECK(t.is_cuda(), kWho, ": ", name, " must be a CUDA tensor");
 }
@@ -106,7 +138,12 @@ std::tuple<Tensor, Tensor> varlen_fwd(
     double softcap, bool return_softmax, int64_t num_splits) {
   check_cuda(q, "q");
   const int device = q.get_device_index();
-  const torch::stable::accelerator::DeviceGuard guard(device);
+  // the launches go to the current device: switch only when q is elsewhere (the guard's
+  // create/destroy through the shim is not free, and vLLM calls with the current device)
+  int current = -1;
+  cudaGetDevice(&current);
+  std::optional<torch::stable::accelerator::DeviceGuard> guard;
+  if (current != device) guard.emplace(device);
   STD_TORCH_CHECK(cc_major(device) >= 8, "FlashAttention only supports Ampere GPUs or newer.");
   const ScalarType dtype = q.scalar_type();
   STD_TORCH_CHECK(dtype == ScalarType::Half || dtype == ScalarType::BFloat16,
@@ -196,9 +233,36 @@ std::tuple<Tensor, Tensor> varlen_fwd(
     STD_TORCH_CHECK(out.stride(-1) == 1, "Output tensor must have contiguous last dimension");
     check_shape3(out, "out", total_q, num_heads_og, head_size);
   }
+  // Split-KV (the split kernel: every paged call and decode): num_splits 0 = upstream's
+  // heuristic, 1 = one split. More than one split only for a decode-only batch: the combine
+  // kernel writes batch-mode layouts, not varlen ones (upstream splits only its swapped decode).
+  int64_t n_splits = 1;
+  if (decode_batch && max_seqlen_k > 0) {
+    n_splits = num_splits;
+    if (n_splits < 1) {
+      const int64_t block_n = splitkv_block_n(head_size);
+      const int64_t n_blocks = (max_seqlen_k + block_n - 1) / block_n;
+      const int64_t m_blocks = (seqlen_q + 63) / 64;
+      n_splits = num_splits_heuristic(int(batch_size * num_heads * m_blocks), num_sms(device) * 2,
+                                      int(n_blocks), 128);
+    }
+  }
+  // The split kernel run as one split (paged KV) writes the swapped problem's LSE in its
+  // varlen layout, (h_k, b, ngroups), where every other path writes (h_k, ngroups, b) (upstream's
+  // get_lse_tile): it writes a scratch, transposed into softmax_lse after the kernel.
+  const bool lse_transposed = swapped && paged_kv && n_splits == 1;
+  // One allocation per call: the LSE, then the LSE scratch or the split accumulators
+  // (softmax_lse is a view of its start, and keeps them alive until the launch is queued).
+  const int64_t lse_n = num_heads_og * total_q;
+  const int64_t accum_lse_n = n_splits > 1 ? n_splits * batch_size * num_heads * seqlen_q : 0;
+  const int64_t d_rounded = head_size <= 128 ? (head_size + 31) / 32 * 32 : (head_size + 63) / 64 * 64;
+  const int64_t extra = lse_transposed ? lse_n
+                        : n_splits > 1 ? pad64(accum_lse_n) + accum_lse_n * d_rounded : 0;
   // (num_heads, total_q) in both layouts: the swapped kernel writes (h_k, b * ngroups),
   // the same floats as upstream's reshape to (h_k * ngroups, b).
-  Tensor softmax_lse = torch::stable::new_empty(q, {num_heads_og, total_q}, ScalarType::Float);
+  Tensor buf = extra > 0 ? empty_f32({pad64(lse_n) + extra}, device)
+                         : empty_f32({num_heads_og, total_q}, device);
+  Tensor softmax_lse = extra > 0 ? view_of(buf, {num_heads_og, total_q}, {total_q, 1}, 0) : buf;
   if (zero_tensors) {
     torch::stable::zero_(out);
     torch::stable::fill_(softmax_lse, -INFINITY);
@@ -235,44 +299,21 @@ std::tuple<Tensor, Tensor> varlen_fwd(
   } else {
     params.page_block_size = 1;
   }
-  // Split-KV (the split kernel: every paged call and decode): num_splits 0 = upstream's
-  // heuristic, 1 = one split. More than one split only for a decode-only batch: the combine
-  // kernel writes batch-mode layouts, not varlen ones (upstream splits only its swapped decode).
-  int64_t n_splits = 1;
-  if (decode_batch) {
-    n_splits = num_splits;
-    if (n_splits < 1) {
-      const int64_t block_n = splitkv_block_n(head_size);
-      const int64_t n_blocks = (max_seqlen_k + block_n - 1) / block_n;
-      const int64_t m_blocks = (seqlen_q + 63) / 64;
-      n_splits = num_splits_heuristic(int(batch_size * num_heads * m_blocks), num_sms(device) * 2,
-                                      int(n_blocks), 128);
-    }
-  }
   params.num_splits = int(n_splits);
-  Tensor accum = softmax_lse;   // keeps the split accumulators alive until the launch is queued
+  float* const base = static_cast<float*>(buf.data_ptr());
+  STD_TORCH_CHECK(params.d_rounded == d_rounded, kWho, ": internal: head size rounding");
   if (n_splits > 1) {
-    const int64_t d_rounded = params.d_rounded;
-    const int64_t lse_elems = n_splits * batch_size * num_heads * seqlen_q;
-    const int64_t lse_padded = (lse_elems + 63) / 64 * 64;   // o_accum 256-byte aligned
-    accum = torch::stable::new_empty(q, {lse_padded + lse_elems * d_rounded}, ScalarType::Float);
-    params.softmax_lseaccum_ptr = accum.data_ptr();
-    params.oaccum_ptr = static_cast<float*>(accum.data_ptr()) + lse_padded;
+    params.softmax_lseaccum_ptr = base + pad64(lse_n);
+    params.oaccum_ptr = base + pad64(lse_n) + pad64(accum_lse_n);
   }
-  // The split kernel run as one split (paged KV) writes the swapped problem's LSE in its
-  // varlen layout, (h_k, b, ngroups), where every other path writes (h_k, ngroups, b) (upstream's
-  // get_lse_tile): it writes a scratch, transposed into softmax_lse after the kernel.
-  const bool lse_transposed = swapped && paged_kv && n_splits == 1;
-  Tensor lse_kernel = softmax_lse;
-  if (lse_transposed) {
-    lse_kernel = torch::stable::new_empty(q, {num_heads_k, batch_size, ngroups}, ScalarType::Float);
-    params.softmax_lse_ptr = lse_kernel.data_ptr();
-  }
+  if (lse_transposed) params.softmax_lse_ptr = base + pad64(lse_n);
   set_params_alibi(params, alibi_slopes);
   run_fwd(params, current_stream(q), /*split=*/n_splits > 1 || paged_kv);
-  if (lse_transposed) {
-    Tensor dst = torch::stable::view(softmax_lse, {num_heads_k, ngroups, batch_size});
-    torch::stable::copy_(dst, torch::stable::transpose(lse_kernel, 1, 2));
+  if (lse_transposed) {   // (h_k, b, ngroups) scratch -> (h_k, ngroups, b): one D2D copy
+    Tensor dst = view_of(buf, {num_heads_k, ngroups, batch_size}, {ngroups * batch_size, batch_size, 1}, 0);
+    Tensor src = view_of(buf, {num_heads_k, ngroups, batch_size}, {batch_size * ngroups, 1, ngroups},
+                         pad64(lse_n));
+    torch::stable::copy_(dst, src);
   }
   return {out, softmax_lse};
 }
