@@ -11,7 +11,8 @@
 #   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
 #   bash ci/gpu-vllm.sh setup        only the host set-up of start/use (the wheel comes in a later call)
 #   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
-#   bash ci/gpu-vllm.sh probe        the rotary opcheck and attention-backend failures' traces (after tests)
+#   bash ci/gpu-vllm.sh probe        vLLM's rotary tests and v1 attention-backend tests (after use;
+#                                    carry-x/: anthropic, docstring-parser, cloudpickle wheels)
 #   bash ci/gpu-vllm.sh fa2-ab SO    a rebuilt _vllm_fa2_C against the installed wheel's (after tests)
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
@@ -215,14 +216,25 @@ fa2-ab)   # bash ci/gpu-vllm.sh fa2-ab SO: a rebuilt _vllm_fa2_C (e.g. with a ne
   tail -3 $W/ab/test-new.txt; grep -h "prefill\|host " $W/ab/bench-*.txt
   tar czf ${OUT:-/tmp}/fa2-ab.tgz --exclude='*.so' -C $W ab
   ;;
-probe)   # why vLLM's rotary opcheck cases and test_attention_backends fail (no xdist, first failure's trace)
-  export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0; [ -d $W/vt/vllm-tests ] || { mkdir -p $W/vt && tar xzf carry/vllm-tests.tar.gz -C $W/vt; }
-  cd $W/vt/vllm-tests; mkdir -p ${OUT:-/tmp}
-  timeout ${PT:-150} python3 -m pytest -x -q -p no:cacheprovider --tb=long -k opcheck tests/kernels/core/test_rotary_embedding.py > ${OUT:-/tmp}/probe-rotary.txt 2>&1
-  echo "rotary rc $?" >> ${OUT:-/tmp}/probe-rotary.txt
-  timeout ${PT:-150} python3 -m pytest -x -q -p no:cacheprovider --tb=long tests/v1/attention/test_attention_backends.py > ${OUT:-/tmp}/probe-backends.txt 2>&1
-  echo "attention_backends rc $?" >> ${OUT:-/tmp}/probe-backends.txt
-  grep -hE "Error|error:|rc [0-9]" ${OUT:-/tmp}/probe-*.txt | head -30
+probe)   # after use/tests: vLLM's rotary kernel tests (sampled, with tests/utils.py's imports:
+         # anthropic, cloudpickle) and its v1 attention-backend tests, with the model config they
+         # name (Qwen/Qwen3-0.6B) as a local directory (tests/vllm_gpu/hf_configs: the host has no
+         # network; the tests build no weights from it) -> $OUT/probe-*.txt
+  export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0 HF_HUB_OFFLINE=1
+  [ -d carry-x ] && python3 -m pip install -q --no-deps --no-index --target $W/deps carry-x/*.whl
+  [ -d $W/vt/vllm-tests ] || { mkdir -p $W/vt && tar xzf carry/vllm-tests.tar.gz -C $W/vt; }
+  mkdir -p $W/vt/vllm-tests/Qwen ${OUT:=/tmp} && ln -sfn $REPO/tests/vllm_gpu/hf_configs/Qwen3-0.6B $W/vt/vllm-tests/Qwen/Qwen3-0.6B
+  cd $W/vt/vllm-tests
+  PYTHONPATH=$REPO/tests/upstream:$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} BW_VLLM_SAMPLE_REPORT=$OUT/probe-rotary-sample.txt \
+    timeout ${PT:-150} python3 -m pytest -v -p vllm_sampling -p no:cacheprovider -rfE -n ${XD:-8} --timeout=120 \
+    tests/kernels/core/test_rotary_embedding.py tests/kernels/core/test_pos_encoding.py > $OUT/probe-rotary.txt 2>&1
+  echo "rotary rc $?" >> $OUT/probe-rotary.txt
+  timeout ${PT:-150} python3 -m pytest -v -p no:cacheprovider -rfE -n ${XD:-8} --timeout=120 \
+    tests/v1/attention/test_attention_backends.py > $OUT/probe-backends.txt 2>&1
+  echo "attention_backends rc $?" >> $OUT/probe-backends.txt
+  for f in $OUT/probe-rotary.txt $OUT/probe-backends.txt; do
+    echo "== $f"; grep -oE '(PASSED|FAILED|SKIPPED|ERROR) tests/[^:]+' $f | sort | uniq -c; tail -2 $f; done
+  grep -h "^E  " $OUT/probe-*.txt | sort | uniq -c | sort -rn | head -12
   ;;
 *) sed -n 2,20p "$0"; exit 2 ;;
 esac
