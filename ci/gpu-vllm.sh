@@ -11,8 +11,7 @@
 #   bash ci/gpu-vllm.sh use WHEEL    instead of start: install a vllm wheel built elsewhere (carried)
 #   bash ci/gpu-vllm.sh setup        only the host set-up of start/use (the wheel comes in a later call)
 #   bash ci/gpu-vllm.sh drift WHEEL  import a wheel locked to another torch under this host's torch
-#   bash ci/gpu-vllm.sh probe        vLLM's rotary tests and v1 attention-backend tests (after use;
-#                                    carry-x/: anthropic, docstring-parser, cloudpickle wheels)
+#   bash ci/gpu-vllm.sh probe        vLLM's rotary tests and v1 attention-backend tests (after use)
 #   bash ci/gpu-vllm.sh fa2-ab SO    a rebuilt _vllm_fa2_C against the installed wheel's (after tests)
 #   bash ci/gpu-vllm.sh wait         progress; waits up to WAIT*5 s (default 105: ~9 min); once
 #                                    built, the build's logs and per-job peaks -> $OUT/vllm-build.tgz
@@ -221,7 +220,6 @@ probe)   # after use/tests: vLLM's rotary kernel tests (sampled, with tests/util
          # name (Qwen/Qwen3-0.6B) as a local directory (tests/vllm_gpu/hf_configs: the host has no
          # network; the tests build no weights from it) -> $OUT/probe-*.txt
   export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0 HF_HUB_OFFLINE=1
-  [ -d carry-x ] && python3 -m pip install -q --no-deps --no-index --target $W/deps carry-x/*.whl
   [ -d $W/vt/vllm-tests ] || { mkdir -p $W/vt && tar xzf carry/vllm-tests.tar.gz -C $W/vt; }
   mkdir -p $W/vt/vllm-tests/Qwen ${OUT:=/tmp} && ln -sfn $REPO/tests/vllm_gpu/hf_configs/Qwen3-0.6B $W/vt/vllm-tests/Qwen/Qwen3-0.6B
   cd $W/vt/vllm-tests

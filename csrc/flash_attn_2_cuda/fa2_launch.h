@@ -52,6 +52,13 @@ void check_device(const Tensor& q) {
 }
 
 // Upstream's set_params_fprop (flash_api.cpp), field for field.
+// upstream's head-dim rounding (flash_api.cpp): the kernels' d_rounded, and the split
+// accumulators' row length
+int64_t head_dim_rounded(int64_t d) {
+  const int64_t m = d <= 128 ? 32 : 64;
+  return (d + m - 1) / m * m;
+}
+
 void set_params_fprop(FLASH_NAMESPACE::Flash_fwd_params& params, int64_t b, int64_t seqlen_q,
                       int64_t seqlen_k, int64_t h, int64_t h_k, int64_t d, const Tensor& q,
                       const Tensor& k, const Tensor& v, const Tensor& out, void* cu_seqlens_q_d,
@@ -98,7 +105,7 @@ void set_params_fprop(FLASH_NAMESPACE::Flash_fwd_params& params, int64_t b, int6
   params.seqlen_q_rounded = round_multiple(seqlen_q, 128);
   params.seqlen_k_rounded = round_multiple(seqlen_k, 128);
   params.d = d;
-  params.d_rounded = round_multiple(d, d <= 128 ? 32 : 64);
+  params.d_rounded = head_dim_rounded(d);
   if (softcap > 0.0) {
     params.softcap = softmax_scale / softcap;
     params.scale_softmax = softcap;

@@ -79,16 +79,10 @@ int num_splits_heuristic(int batch_nheads_mblocks, int num_SMs, int num_n_blocks
 // A float32 CUDA buffer of n elements from torch's caching allocator, through the shim's
 // empty_strided (torch::stable::new_empty dispatches aten::new_empty, then aten::empty: two
 // dispatcher round trips per call on vLLM's hot path).
-Tensor empty_f32(std::initializer_list<int64_t> sizes, int device) {
-  std::array<int64_t, 4> strides{};
-  int64_t n = 1;
-  for (int64_t i = int64_t(sizes.size()) - 1; i >= 0; --i) {   // contiguous
-    strides[i] = n;
-    n *= sizes.begin()[i];
-  }
+Tensor empty_f32(int64_t n, int device) {
+  const int64_t stride = 1;
   AtenTensorHandle h = nullptr;
-  TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(int64_t(sizes.size()), sizes.begin(), strides.data(),
-                                                  aoti_torch_dtype_float32(),
+  TORCH_ERROR_CODE_CHECK(aoti_torch_empty_strided(1, &n, &stride, aoti_torch_dtype_float32(),
                                                   aoti_torch_device_type_cuda(), device, &h));
   return Tensor(h);
 }
@@ -255,14 +249,12 @@ std::tuple<Tensor, Tensor> varlen_fwd(
   // (softmax_lse is a view of its start, and keeps them alive until the launch is queued).
   const int64_t lse_n = num_heads_og * total_q;
   const int64_t accum_lse_n = n_splits > 1 ? n_splits * batch_size * num_heads * seqlen_q : 0;
-  const int64_t d_rounded = head_size <= 128 ? (head_size + 31) / 32 * 32 : (head_size + 63) / 64 * 64;
   const int64_t extra = lse_transposed ? lse_n
-                        : n_splits > 1 ? pad64(accum_lse_n) + accum_lse_n * d_rounded : 0;
+                        : n_splits > 1 ? pad64(accum_lse_n) + accum_lse_n * head_dim_rounded(head_size) : 0;
+  Tensor buf = empty_f32(extra > 0 ? pad64(lse_n) + extra : lse_n, device);
   // (num_heads, total_q) in both layouts: the swapped kernel writes (h_k, b * ngroups),
   // the same floats as upstream's reshape to (h_k * ngroups, b).
-  Tensor buf = extra > 0 ? empty_f32({pad64(lse_n) + extra}, device)
-                         : empty_f32({num_heads_og, total_q}, device);
-  Tensor softmax_lse = extra > 0 ? view_of(buf, {num_heads_og, total_q}, {total_q, 1}, 0) : buf;
+  Tensor softmax_lse = view_of(buf, {num_heads_og, total_q}, {total_q, 1}, 0);
   if (zero_tensors) {
     torch::stable::zero_(out);
     torch::stable::fill_(softmax_lse, -INFINITY);
@@ -301,7 +293,6 @@ std::tuple<Tensor, Tensor> varlen_fwd(
   }
   params.num_splits = int(n_splits);
   float* const base = static_cast<float*>(buf.data_ptr());
-  STD_TORCH_CHECK(params.d_rounded == d_rounded, kWho, ": internal: head size rounding");
   if (n_splits > 1) {
     params.softmax_lseaccum_ptr = base + pad64(lse_n);
     params.oaccum_ptr = base + pad64(lse_n) + pad64(accum_lse_n);
