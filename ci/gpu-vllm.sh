@@ -25,7 +25,8 @@
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
 # (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
 # workers, 8), KT (kernel tests' time limit, 420 s; 0: skip them), TT (one test's limit, 240 s), GT (tests/vllm_gpu's
-# limit, 900 s), NV (set: no verify on the host), ABX (more bench_vllm_fa2.py options for fa2-ab), PT (probe limit, 150 s).
+# limit, 900 s), BT (the benchmark's limit, 240 s; 0: skip it), FAHD (start: FA2 head dims, 64,96,128,256: the
+# kernels of vLLM's test_flash_attn.py head sizes 40-256 and the tiny Llama's 64; bf16), NV (set: no verify on the host), ABX (more bench_vllm_fa2.py options for fa2-ab), PT (probe limit, 150 s).
 set -u
 W=/tmp/bwv; REPO=$PWD
 mkdir -p $W
@@ -127,6 +128,7 @@ start)
   if [ ! -f $W/t0 ]; then
     host_setup
     setsid nohup env BW_SCRATCH=$W/scratch MAX_JOBS=${MJ:-16} BLACKWHEEL_VLLM_SUBSET=${SUBSET:-core} PYTHONPATH=$W/tools \
+      BLACKWHEEL_FA_HEAD_DIMS=${FAHD:-64,96,128,256} BLACKWHEEL_FA_DTYPES=bf16 \
       CMAKE_CUDA_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py \
       CMAKE_CXX_COMPILER_LAUNCHER=$REPO/benchmarks/nvcc_peak_launcher.py BLACKWHEEL_JOB_LOG=$W/jobs.jsonl \
       bash -c "t=\$(date +%s); nice -n 19 bash ci/offline-build.sh carry/bundle-vllm.tar.gz $W/out 'vllm|9.0a'
@@ -150,7 +152,7 @@ tests)
   if [ ! -f $W/tests-started ]; then
     touch $W/tests-started
     setsid nohup bash -c "
-      export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+      export PYTHONPATH=$W/site:$W/deps NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 HF_HUB_OFFLINE=1
       mkdir -p $W/res && cd /tmp
       whl=\$(ls $W/out/wheels-*/vllm-*.whl | head -1)
       [ -n \"\$whl\" ] && [ -d $W/site/vllm ] || { echo 'no vllm wheel built/installed: see $W/build.log'; echo === TESTS DONE; exit 1; }
@@ -170,6 +172,7 @@ tests)
         echo \"verify rc \$?\" >> $W/res/verify.txt
       else echo 'no cuobjdump on this host: verify not run' > $W/res/verify.txt; fi
       rm -rf $W/vt && mkdir -p $W/vt && tar xzf $REPO/carry/vllm-tests.tar.gz -C $W/vt && cd $W/vt/vllm-tests
+      mkdir -p Qwen && ln -sfn $REPO/tests/vllm_gpu/hf_configs/Qwen3-0.6B Qwen/Qwen3-0.6B   # the config the v1 backend tests name
       if [ \"${KT:-420}\" = 0 ]; then echo 'kernel tests skipped (KT=0)' | tee $W/res/kernel-summary.txt; else
       t=\$(date +%s)
       PYTHONPATH=$REPO/tests/upstream:\$PYTHONPATH BW_VLLM_PER_GROUP=${PG:-8} BW_VLLM_SAMPLE_REPORT=$W/res/sample.txt timeout ${KT:-420} \
@@ -185,7 +188,7 @@ tests)
       python3 $REPO/tests/upstream/summarize.py $W/res/kernel-tests.xml >> $W/res/kernel-summary.txt 2>&1
       cat $W/res/sample.txt >> $W/res/kernel-summary.txt; fi
       cd $REPO; t=\$(date +%s)
-      timeout ${BT:-240} python3 benchmarks/bench_vllm_fa2.py ${BQ:---quick} --json $W/res/bench-vllm-fa2.json > $W/res/bench-vllm-fa2.txt 2>&1
+      [ \"${BT:-240}\" != 0 ] && timeout ${BT:-240} python3 benchmarks/bench_vllm_fa2.py ${BQ:---quick} --json $W/res/bench-vllm-fa2.json > $W/res/bench-vllm-fa2.txt 2>&1
       echo \"vllm fa2 benchmark rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/bench-vllm-fa2.txt
       echo === TESTS DONE" > $W/tests.log 2>&1 < /dev/null &
   fi
