@@ -6,7 +6,8 @@ Three measurements, one run (numbers for docs/VLLM_FA2.md and the issue):
            caches rotated past L2 (ROTATE_BYTES); the KV cache read rate against the
            measured device copy bandwidth
            (a graph-replayed D2D copy of 2 GiB: bytes read + written per second), and
-           block 16's cost over block 256.
+           block 16's cost over block 256; and against a copy moving the same bytes
+           (graph-replayed, rotated): small contexts are launch-bound for any kernel.
   prefill  varlen prefill at LLM shapes (causal, 32/8 heads, d128), vLLM's paged path
            (block 16) and unpaged, against torch SDPA's flash backend on the same shapes
            (K/V expanded to 32 heads for SDPA, outside the timing).
@@ -67,6 +68,24 @@ def copy_bandwidth() -> float:
     return 2 * n / (t * 1e-6)
 
 
+def copy_time_us(nbytes: int) -> float:
+    """Graph-replayed D2D copy moving nbytes in all (nbytes/2 read + nbytes/2 written), buffers
+    cycled past L2 like the decode caches: the same-size reference for small contexts, where
+    a 2 GiB copy's rate overstates what any kernel moving a few MiB can reach (launch, ramp)."""
+    half = max(nbytes // 2, 1)
+    pairs = [(torch.empty(half, dtype=torch.uint8, device="cuda"),
+              torch.empty(half, dtype=torch.uint8, device="cuda"))
+             for _ in range(-(-ROTATE_BYTES // nbytes))]
+    cycle = itertools.cycle(pairs)
+
+    def step():
+        dst, src = next(cycle)
+        dst.copy_(src)
+    t = graph_time_us(step, iters=max(20, len(pairs)))
+    del pairs, cycle
+    return t
+
+
 def paged_setup(batch, ctx, block, seqlen_q=1):
     blocks_per_seq = (ctx + block - 1) // block
     num_blocks = batch * blocks_per_seq
@@ -105,14 +124,17 @@ def bench_decode(quick):
                 cycle = itertools.cycle(calls)
                 res[block] = graph_time_us(lambda: next(cycle)(), iters=max(20, copies))
                 del calls, cycle
+            same = copy_time_us(kv_bytes)
             row = {"batch": batch, "context": ctx, "us_block16": res[16], "us_block256": res[256],
+                   "us_same_size_copy": same, "frac_same_size_copy_block16": same / res[16],
                    "frac_copy_bw_block16": kv_bytes / (res[16] * 1e-6) / bw,
                    "frac_copy_bw_block256": kv_bytes / (res[256] * 1e-6) / bw,
                    "block16_over_256": res[16] / res[256] - 1}
             rows.append(row)
             print(f"decode b={batch:3d} ctx={ctx:6d}: block16 {res[16]:8.1f} us "
                   f"({row['frac_copy_bw_block16']:.2f} of copy BW), block256 {res[256]:8.1f} us "
-                  f"({row['frac_copy_bw_block256']:.2f}), 16 vs 256 {row['block16_over_256']:+.1%}",
+                  f"({row['frac_copy_bw_block256']:.2f}), 16 vs 256 {row['block16_over_256']:+.1%}; "
+                  f"same-size copy {same:7.1f} us ({row['frac_same_size_copy_block16']:.2f} of its rate)",
                   flush=True)
     return {"copy_bandwidth_GBps": bw / 1e9, "rows": rows}
 
