@@ -25,7 +25,7 @@
 # carry/vllm-deps/ (ci/vllm-gpu-requirements.txt), carry/vllm-tests.tar.gz, carry/wheels/
 # (pyelftools, auditwheel). Knobs: SUBSET (BLACKWHEEL_VLLM_SUBSET, core), MJ (MAX_JOBS, 16), PG (BW_VLLM_PER_GROUP, 8), XD (xdist
 # workers, 8), KT (kernel tests' time limit, 420 s; 0: skip them), TT (one test's limit, 240 s), GT (tests/vllm_gpu's
-# limit, 900 s), BT (the benchmark's limit, 240 s; 0: skip it), FAHD (start: FA2 head dims, 64,96,128,256: the
+# limit, 900 s), GTF (which of tests/vllm_gpu, all), BT (the benchmark's limit, 240 s; 0: skip it), FAHD (start: FA2 head dims, 64,96,128,256: the
 # kernels of vLLM's test_flash_attn.py head sizes 40-256 and the tiny Llama's 64; bf16), NV (set: no verify on the host), ABX (more bench_vllm_fa2.py options for fa2-ab), PT (probe limit, 150 s).
 set -u
 W=/tmp/bwv; REPO=$PWD
@@ -160,7 +160,7 @@ tests)
       tail -3 $W/res/import.txt
       cd $REPO; t=\$(date +%s)
       BW_VLLM_GPU_RECORD=$W/res/generate.jsonl timeout ${GT:-900} python3 -m pytest -q -p no:cacheprovider -rA -s \
-        --junitxml=$W/res/generate.xml tests/vllm_gpu > $W/res/generate.txt 2>&1
+        --junitxml=$W/res/generate.xml ${GTF:-tests/vllm_gpu} > $W/res/generate.txt 2>&1
       echo \"generate tests rc \$? wall \$(( \$(date +%s) - t )) s\" | tee -a $W/res/generate.txt
       PYTHONPATH=$REPO/python:$W/tools:\$PYTHONPATH python3 -m blackwheel_factory info \$whl > $W/res/info.txt 2>&1
       PYTHONPATH=$REPO/python:$W/tools:\$PYTHONPATH python3 -m blackwheel_factory abi-check \$whl \
