@@ -55,3 +55,26 @@ def test_per_group_zero_keeps_all_and_summary_counts_per_file(pytester):
                        capture_output=True, text=True, check=True).stdout
     row = next(line for line in s.splitlines() if line.startswith("test_kern.py"))
     assert row.split()[1:] == ["44", "1", "0"]
+
+
+def test_gpu_host_requirements_are_exact_single_pins():
+    """ci/vllm-gpu-requirements.txt is what travels as wheels to the GPU host (no network):
+    every line one exact pin, each distribution once (two pins of anthropic once let the
+    carried wheels differ from the file)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    path = Path(__file__).resolve().parents[2] / "ci" / "vllm-gpu-requirements.txt"
+    seen = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        req = Requirement(line)
+        specs = list(req.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"line {n}: {line!r} is not an exact pin"
+        name = canonicalize_name(req.name)
+        assert name not in seen, f"line {n}: {req.name} pinned again (first on line {seen[name]})"
+        assert name != "torch", "the host's torch is the one under test: never carried"
+        seen[name] = n
+    assert len(seen) > 20
