@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -35,20 +34,19 @@ from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+from blackwheel_factory.inputs.config import load_config  # noqa: E402
+from blackwheel_factory.sources.fetch import prepare  # noqa: E402
+
 B, S, H, D = 1, 1, 32, 128
 
 
 def flash_attn_tree(src: str | None) -> Path:
+    """The pinned, patched flash-attn sdist tree (fetched and verified like a build's)."""
     if src:
         return Path(src)
-    repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-m", "blackwheel_factory", "sources", "flash-attn"],
-                         cwd=repo, env={**__import__("os").environ, "PYTHONPATH": str(repo / "python")},
-                         capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        if line.startswith("flash-attn: "):
-            return Path(line.split(": ", 1)[1].strip())
-    raise SystemExit(f"no flash-attn tree in `sources` output:\n{out}")
+    return prepare(load_config(ROOT / "blackwheel.toml"), ["flash-attn"], log=lambda _: None)["flash-attn"]
 
 
 def stand_in() -> types.ModuleType:
@@ -82,7 +80,7 @@ def per_call_us(fn, n: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", help="the flash-attn sdist tree (default: `blackwheel_factory sources flash-attn`)")
+    ap.add_argument("--src", help="the flash-attn sdist tree (default: the pinned one, prepared as for a build)")
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--json")
